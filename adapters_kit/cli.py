@@ -1,0 +1,151 @@
+"""The ``adapters-kit`` console script: flags become the same ``TrainConfig`` the API uses.
+
+User errors print one line and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from adapters_kit.catalog import DATASETS, MODELS
+from adapters_kit.config import TrainConfig, load_config
+from adapters_kit.errors import UserError
+
+# train flag -> (type, help); names match TrainConfig fields with '-' for '_'.
+TRAIN_FLAGS = {
+    "model": (str, "built-in name, checkpoint folder or Hub id"),
+    "data": (str, "built-in name, load_dataset id/path, or train=a.csv,test=b.csv"),
+    "method": (str, "lora or probe"),
+    "output": (str, "run folder to write"),
+    "epochs": (int, None), "lr": (float, None), "batch_size": (int, None), "eval_batch_size": (int, None),
+    "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
+    "text_column": (str, None), "label_column": (str, None), "val_fraction": (float, None),
+    "max_train_samples": (int, None), "weight_decay": (float, None), "warmup_ratio": (float, None),
+    "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
+    "lora_alpha": (int, None), "lora_dropout": (float, None), "pooling": (str, "mean, cls or last"),
+    "head": (str, "linear or mlp"), "best_metric": (str, None),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adapters-kit", description="Transfer learning with adapters and probes.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an adapter or probe and write a run folder")
+    t.add_argument("--config", help="YAML config; flags override its values")
+    for name, (typ, help_) in TRAIN_FLAGS.items():
+        field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+        t.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
+                       help=(help_ + "; " if help_ else "") + f"default: {field.default}")
+    t.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
+    e = sub.add_parser("eval", help="evaluate a run folder on a data split; updates DIR/metrics.json")
+    e.add_argument("run_dir")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--batch-size", type=int, default=64)
+    pr = sub.add_parser("predict", help="label texts with a run folder")
+    pr.add_argument("run_dir")
+    pr.add_argument("texts", nargs="*")
+    pr.add_argument("--file", help="one input per line")
+    pr.add_argument("--top-k", type=int, default=1)
+    sub.add_parser("models", help="list built-in backbones")
+    sub.add_parser("datasets", help="list built-in datasets")
+    return p
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(line.rstrip() for line in [fmt.format(*header), fmt.format(*["-" * w for w in widths])] +
+                     [fmt.format(*map(str, r)) for r in rows])
+
+
+def metrics_table(metrics: dict) -> str:
+    keys = ["n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro"]
+    splits = [s for s, m in metrics.items() if "accuracy" in m]
+    rows = [[k] + [m if isinstance(m := metrics[s].get(k), int) else f"{m:.4f}" for s in splits] for k in keys]
+    return _table(rows, ["metric"] + splits)
+
+
+def cmd_train(args) -> int:
+    from adapters_kit.trainer import AdapterTrainer
+
+    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite"] if (v := getattr(args, k)) is not None]
+    cfg = load_config(args.config, overrides)
+    metrics = AdapterTrainer(cfg).train()
+    print(metrics_table(metrics))
+    train = metrics["train"]
+    print(f"trained {train['train_samples']} samples in {train['train_seconds']:.1f} s "
+          f"({train['samples_per_second']:.1f} samples/s); run folder: {cfg.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from adapters_kit.trainer import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.data, args.split, args.batch_size)
+    print(metrics_table({args.split: metrics}))
+    print(f"written to {Path(args.run_dir) / 'metrics.json'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    texts = list(args.texts)
+    if args.file:
+        try:
+            texts += [line.rstrip("\n") for line in Path(args.file).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read --file {args.file}: {getattr(e, 'strerror', None) or e}") from None
+    if not texts:
+        raise UserError("nothing to predict: give texts as arguments or --file with one per line")
+    from adapters_kit.inference import load
+
+    clf = load(args.run_dir)
+    for text, result in zip(texts, clf(texts, top_k=args.top_k)):
+        best = result if isinstance(result, dict) else result[0]
+        others = "" if isinstance(result, dict) else "  " + " ".join(f"{r['label']}:{r['score']:.3f}"
+                                                                       for r in result[1:])
+        print(json.dumps({"text": text[:80], "label": best["label"], "score": round(best["score"], 4)}) + others)
+    return 0
+
+
+def cmd_list(items: dict) -> int:
+    rows = [[a.name, "yes" if a.installed() else "no", a.description, a.install] for a in items.values()]
+    print(_table(rows, ["name", "installed", "description", "install with"]))
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own progress bar and messages: no per-file bars from datasets/transformers."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.command in ("train", "eval", "predict"):
+        _quiet_libraries()
+    commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
+                "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
+    try:
+        return commands[args.command](args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"adapters-kit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adapters-kit: interrupted; nothing was written", file=sys.stderr)
+        return 130

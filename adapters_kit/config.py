@@ -1,0 +1,179 @@
+"""Typed run configuration: one frozen dataclass, loadable from YAML with ``key=value`` overrides.
+
+This module imports neither torch nor transformers, so the CLI can validate flags before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters_kit.errors import UserError
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Saved verbatim as ``train_config.json`` in the run folder.
+
+    >>> TrainConfig(model="minilm-l6", method="probe", data="bbc-news", output="runs/bbc").epochs
+    2
+    """
+
+    model: str = "minilm-l6"
+    """Backbone: a built-in short name (``adapters-kit models``), a local checkpoint folder, or a Hub id."""
+    data: str = "bbc-news"
+    """Data: a built-in name (``adapters-kit datasets``), a ``load_dataset`` id or path, or
+    ``train=a.csv,test=b.csv`` (CSV, TSV, JSON, JSONL, Parquet)."""
+    method: str = "lora"
+    """Adapter strategy: ``lora`` (PEFT LoRA + trained head) or ``probe`` (frozen backbone + linear head)."""
+    output: str = "runs/latest"
+    """Run folder to write; refused if it holds another run, unless ``overwrite``."""
+    epochs: int = 2
+    """Passes over the training split."""
+    lr: float | None = None
+    """Peak learning rate of AdamW; ``None`` takes the method's default (lora 1e-3, probe 1e-2)."""
+    batch_size: int = 16
+    """Training examples per optimizer step, per process (before gradient accumulation)."""
+    eval_batch_size: int = 64
+    """Examples per batch when evaluating or encoding features."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated into one optimizer step."""
+    max_length: int = 128
+    """Tokens kept per text (longer texts are truncated; batches are padded only to their longest)."""
+    seed: int = 42
+    """Seed for initialisation, shuffling and dropout."""
+    text_column: str | None = None
+    """Input column; detected from common names when not given."""
+    label_column: str | None = None
+    """Label column; detected from common names when not given."""
+    val_fraction: float = 0.1
+    """Share of train carved (stratified) into a validation split when the data has none."""
+    max_train_samples: int | None = None
+    """Keep only this many training examples (stratified), for quick runs."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.06
+    """Share of optimizer steps spent warming the learning rate up linearly from 0; then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 disables clipping."""
+    mixed_precision: str = "no"
+    """``no``, ``bf16`` or ``fp16`` (passed to accelerate). fp32 is the fast path on CPUs without native bf16."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.1
+    """Dropout on the LoRA input."""
+    pooling: str | None = None
+    """How token/frame states become one vector: ``mean``, ``cls``, ``last``; ``None`` = the modality default."""
+    head: str = "linear"
+    """Classification head: ``linear`` or ``mlp``."""
+    best_metric: str = "f1_macro"
+    """Validation metric that picks the best epoch; its weights are the ones saved."""
+    overwrite: bool = False
+    """Replace an existing run folder."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes kept with the run (not used by training)."""
+
+    def __post_init__(self):
+        def need(cond: bool, msg: str):
+            if not cond:
+                raise UserError(f"invalid config: {msg}")
+
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                 f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        need(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0 < self.val_fraction < 0.5, f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(self.weight_decay >= 0 and self.max_grad_norm >= 0, "weight_decay and max_grad_norm must be >= 0")
+        need(self.max_train_samples is None or self.max_train_samples >= 2,
+             f"max_train_samples must be >= 2, got {self.max_train_samples}")
+        need(self.mixed_precision in MIXED_PRECISION,
+             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        need(self.best_metric in METRICS_FOR_BEST,
+             f"best_metric must be one of {', '.join(METRICS_FOR_BEST)}, got {self.best_metric!r}")
+        need(bool(self.model) and bool(self.data) and bool(self.output), "model, data and output must be set")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (the original is never mutated)."""
+        return dataclasses.replace(self, **changes)
+
+
+_NONE = {None, "none", "None", "null", "~", ""}
+
+
+def _coerce(name: str, annotation: str, value: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type, or say which key is wrong and why."""
+    optional = "None" in annotation
+    if value in _NONE if isinstance(value, str) or value is None else False:
+        if optional:
+            return None
+        raise UserError(f"invalid config: {name} cannot be empty")
+    kinds = [k for k in ("bool", "int", "float", "str", "dict") if k in annotation.split(" | ")[0]]
+    kind = kinds[0] if kinds else "str"
+    try:
+        if kind == "float":
+            return float(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else {"true": True, "false": False}[str(value).lower()]
+        if kind == "dict":
+            return dict(value)
+        return str(value)
+    except (ValueError, TypeError, KeyError):
+        raise UserError(f"invalid config: {name} must be {kind}, got {value!r}") from None
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Build a config from a mapping (values coerced to each field's type), naming any unknown key."""
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+    return TrainConfig(**{k: _coerce(k, fields[k], v) for k, v in values.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML (or JSON) config and apply ``key=value`` overrides (values parsed as YAML scalars).
+
+    >>> load_config(None, ["epochs=3", "method=probe"]).epochs
+    3
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise UserError(f"cannot read config {path}: {e.strerror}; check the path") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config {path} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+        if not isinstance(values, dict):
+            raise UserError(f"config {path} must be a mapping of key: value")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r} must look like key=value")
+        values[key.strip()] = raw
+    return from_dict(values)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")

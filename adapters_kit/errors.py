@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix.
+
+The CLI turns a :class:`UserError` into a single line on stderr and exit code 2; every other exception is a bug
+and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: the message says what is wrong and what to do about it."""

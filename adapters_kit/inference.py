@@ -1,0 +1,56 @@
+"""A saved run becomes a callable classifier with the call shape of a transformers ``pipeline``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from adapters_kit.checkpoint import LoadedRun, load_run
+
+
+class Classifier:
+    """``clf(texts)`` -> ``[{"label": str, "score": float}, ...]``, one dict per input (a list of ``top_k``
+    dicts per input when ``top_k`` > 1), like ``pipeline("text-classification")``.
+
+    >>> clf = load("runs/bbc")                                        # doctest: +SKIP
+    >>> clf("Shares rose sharply after the results")                  # doctest: +SKIP
+    [{'label': 'business', 'score': 0.98}]
+    """
+
+    def __init__(self, run: LoadedRun, batch_size: int = 32):
+        self.run = run
+        self.model = run.model.eval()
+        self.labels = list(run.labels.names)
+        self.batch_size = batch_size
+        self.collate = run.modality.collator(run.processor)
+
+    @property
+    def config(self):
+        return self.run.cfg
+
+    @torch.inference_mode()
+    def logits(self, inputs: str | Sequence[Any]) -> torch.Tensor:
+        """Raw logits, shape (len(inputs), num_labels)."""
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        out = []
+        for i in range(0, len(items), self.batch_size):
+            chunk = {"input": items[i:i + self.batch_size]}
+            enc = self.run.modality.preprocess(self.run.processor, chunk, "input", self.run.cfg.max_length)
+            batch = self.collate([dict(zip(enc.keys(), row)) for row in zip(*enc.values())])
+            out.append(self.model(**batch))
+        return torch.cat(out) if out else torch.empty(0, len(self.labels))
+
+    def __call__(self, inputs: str | Sequence[Any], top_k: int = 1) -> list:
+        probs = self.logits(inputs).softmax(-1)
+        k = max(1, min(top_k, len(self.labels)))
+        scores, ids = probs.topk(k, dim=-1)
+        rows = [[{"label": self.labels[j], "score": float(s)} for s, j in zip(sr.tolist(), ir.tolist())]
+                for sr, ir in zip(scores, ids)]
+        return [r[0] for r in rows] if top_k == 1 else rows
+
+
+def load(directory: str | Path, batch_size: int = 32) -> Classifier:
+    """Load a run folder into a ready :class:`Classifier` (one line, CPU, eval mode)."""
+    return Classifier(load_run(directory), batch_size=batch_size)

@@ -1,0 +1,74 @@
+"""A backbone becomes an adapted model: ``AdapterClassifier`` = backbone + pooler + head, by composition."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from adapters_kit.adapters import build_adapter
+from adapters_kit.config import TrainConfig
+from adapters_kit.errors import UserError
+from adapters_kit.heads import POOLERS, build_head
+
+
+class AdapterClassifier(nn.Module):
+    """Classifier over a (possibly adapted) backbone. No training code lives here.
+
+    ``forward`` takes either the processor's inputs (``input_ids``, ``attention_mask``...) or precomputed
+    ``features`` (the pooled vectors a frozen backbone gives), and returns logits.
+    """
+
+    def __init__(self, backbone: nn.Module, pooling: str, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.pool = POOLERS.get(pooling)
+        self.head = head
+
+    def features(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone output, shape (batch, hidden)."""
+        out = self.backbone(**inputs)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return self.pool(hidden, inputs.get("attention_mask"))
+
+    def forward(self, features: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
+        if features is None:
+            features = self.features(**inputs)
+        return self.head(features)
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        total = sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.parameters() if p.requires_grad), total
+
+
+def feature_dim(config) -> int:
+    for attr in ("hidden_size", "d_model", "n_embd"):
+        if isinstance(getattr(config, attr, None), int):
+            return getattr(config, attr)
+    raise UserError(f"cannot tell the feature size of a {type(config).__name__}; this backbone is not supported")
+
+
+def load_backbone(backbone_class, model_path: str) -> nn.Module:
+    """``from_pretrained`` with a one-line error when the checkpoint cannot be had (e.g. offline, not cached)."""
+    try:
+        return backbone_class.from_pretrained(model_path)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load backbone {model_path!r}: {first[:300]}") from None
+
+
+def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int) -> AdapterClassifier:
+    """Attach ``cfg.method``'s adapter and a fresh ``cfg.head`` to a loaded backbone.
+
+    ``cfg.pooling`` must be resolved (not None).
+
+    >>> from transformers import BertConfig, BertModel
+    >>> bb = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    >>> m = build_model(TrainConfig(method="probe", pooling="mean"), bb, num_labels=3)
+    >>> m.trainable_parameters()[0]   # only the head: 32 * 3 + 3
+    99
+    """
+    adapter = build_adapter(cfg.method)
+    head = build_head(cfg.head, feature_dim(backbone.config), num_labels)
+    return AdapterClassifier(adapter.attach(backbone, cfg), cfg.pooling, head)

@@ -1,0 +1,174 @@
+"""Notebook facade: ``AdapterTrainer(cfg).train()`` and ``evaluate_run``. It only wires the layers together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from adapters_kit import __version__
+from adapters_kit.adapters import build_adapter
+from adapters_kit.catalog import resolve_model
+from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, write_json
+from adapters_kit.config import TrainConfig
+from adapters_kit.data import load_splits, make_loader, prepare
+from adapters_kit.errors import UserError
+from adapters_kit.evaluation import evaluate
+from adapters_kit.features import encode, feature_loader
+from adapters_kit.heads import HEADS, POOLERS
+from adapters_kit.inference import Classifier
+from adapters_kit.loop import train as train_loop
+from adapters_kit.modalities import get_modality
+from adapters_kit.modeling import build_model, load_backbone
+
+log = logging.getLogger(__name__)
+EVAL_SPLITS = ("validation", "test")
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill method-dependent defaults (lr, pooling) and check every registered name before any work starts."""
+    adapter = build_adapter(cfg.method)
+    HEADS.get(cfg.head)
+    modality = get_modality(resolve_model(cfg.model)[1]) if cfg.pooling is None else None
+    pooling = cfg.pooling or modality.default_pooling
+    POOLERS.get(pooling)
+    return cfg.replace(lr=cfg.lr or adapter.default_lr, pooling=pooling)
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    mp = cfg.mixed_precision
+    if mp == "fp16" and not torch.cuda.is_available():
+        log.warning("fp16 needs a GPU; training in fp32 instead")
+        mp = "no"
+    if mp == "bf16" and not torch.cuda.is_available():
+        log.warning("bf16 on a CPU without native bf16 units is emulated and can be ~20x slower than fp32")
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps)
+
+
+def _load_processor(modality, path: str):
+    try:
+        return modality.load_processor(path)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load model {path!r}: {first[:300]}") from None
+
+
+class AdapterTrainer:
+    """Train, evaluate and save one run, as the CLI does.
+
+    >>> from adapters_kit import AdapterTrainer, TrainConfig, load
+    >>> trainer = AdapterTrainer(TrainConfig(model="minilm-l6", method="probe", data="bbc-news",
+    ...                                      output="runs/bbc"))                     # doctest: +SKIP
+    >>> trainer.train()["test"]["accuracy"]                                        # doctest: +SKIP
+    0.97...
+    >>> load("runs/bbc")(["Shares rose sharply after the results"])                 # doctest: +SKIP
+    [{'label': 'business', 'score': 0.9...}]
+    """
+
+    def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None):
+        self.cfg = resolve_config(cfg)
+        self.accelerator = accelerator or make_accelerator(self.cfg)
+        self.model = None
+        self.run: LoadedRun | None = None
+
+    def train(self) -> dict[str, Any]:
+        """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
+        cfg, acc = self.cfg, self.accelerator
+        check_output(cfg.output, cfg.overwrite)
+        path, modality_name = resolve_model(cfg.model)
+        modality = get_modality(modality_name)
+        processor = _load_processor(modality, path)
+        with acc.main_process_first():
+            splits = load_splits(cfg, modality.input_columns)
+        names = splits.labels.names
+        self._print_data(splits)
+        set_seed(cfg.seed)
+        model = build_model(cfg, load_backbone(modality.backbone_class, path), len(names))
+        trainable, total = model.trainable_parameters()
+        acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
+                  f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
+                  f"mixed precision {acc.mixed_precision}")
+        loaders = self._loaders(model, splits, modality, processor)
+        result = train_loop(cfg, model, loaders["train"], loaders["validation"], acc, names)
+        metrics: dict[str, Any] = {s: evaluate(model, acc.prepare(loaders[s]), acc, names)
+                                   for s in EVAL_SPLITS if s in loaders}
+        metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
+                            "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
+                            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                            "best_epoch": result.best_epoch}
+        self.model = acc.unwrap_model(model).eval()
+        self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
+        if acc.is_main_process:
+            info = {"adapters_kit_version": __version__, "backbone_path": path, "modality": modality_name,
+                    "labels": list(names), "input_column": splits.input_column,
+                    "label_column": splits.label_column, "data_report": splits.report,
+                    "trainable_parameters": trainable, "total_parameters": total, "history": result.history}
+            save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
+                     labels=splits.labels, metrics=metrics, info=info, log=result.log)
+        acc.wait_for_everyone()
+        return metrics
+
+    def classifier(self) -> Classifier:
+        """The in-memory trained model as a :class:`Classifier` (what ``load(output)`` gives back)."""
+        if self.run is None:
+            raise RuntimeError("call train() first")
+        return Classifier(self.run)
+
+    def _loaders(self, model, splits, modality, processor) -> dict:
+        cfg, acc = self.cfg, self.accelerator
+        with acc.main_process_first():
+            prepared = prepare(splits.datasets, modality, processor, cfg.max_length)
+        collate = modality.collator(processor)
+        loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                  shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
+        if not build_adapter(cfg.method).frozen_backbone:
+            return loaders
+        # Frozen backbone: encode every split once (eval mode, so exactly what inference computes).
+        model.to(acc.device)
+        acc.print("encoding features once for the frozen backbone ...")
+        plain = {s: make_loader(ds, collate, cfg.eval_batch_size, shuffle=False) for s, ds in prepared.items()}
+        return {s: feature_loader(encode(model, plain[s], acc.device),
+                                  cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                  shuffle=s == "train", seed=cfg.seed) for s in plain}
+
+    def _print_data(self, splits) -> None:
+        r = splits.report
+        sizes = ", ".join(f"{s} {n}" for s, n in r["sizes"].items())
+        dups = sum(r["duplicates_dropped"].values())
+        self.accelerator.print(f"data: {sizes}; {len(splits.labels)} classes; {dups} duplicate text(s) dropped "
+                               f"({', '.join(f'{s} {n}' for s, n in r['duplicates_dropped'].items())}); "
+                               f"columns text={splits.input_column!r} label={splits.label_column!r}")
+        skipped = {k: sum(v.values()) for k, v in r.items() if k in ("null_rows", "unknown_labels")}
+        if any(skipped.values()):
+            log.warning("skipped rows: %s", skipped)
+
+
+def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_size: int = 64,
+                 accelerator: Accelerator | None = None) -> dict[str, Any]:
+    """Evaluate a saved run on ``split`` of ``data`` and record the result in the run's ``metrics.json``."""
+    run = load_run(directory)
+    cfg = run.cfg.replace(data=data, max_train_samples=None)
+    acc = accelerator or Accelerator()
+    with acc.main_process_first():
+        splits = load_splits(cfg, run.modality.input_columns, labels=run.labels)
+    if split not in splits.datasets:
+        raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
+    unknown = splits.report["unknown_labels"].get(split, 0)
+    if unknown:
+        log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
+    prepared = prepare(splits.datasets[split], run.modality, run.processor, cfg.max_length)
+    loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False)
+    metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names)
+    if acc.is_main_process:
+        path = Path(directory) / "metrics.json"
+        everything = json.loads(path.read_text()) if path.exists() else {}
+        everything[split] = metrics
+        write_json(path, everything)
+    return metrics
+

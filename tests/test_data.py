@@ -1,0 +1,132 @@
+import pytest
+
+from adapters_kit import TrainConfig, UserError
+from adapters_kit.data import LabelMap, find_column, load_splits
+from adapters_kit.modalities import TextModality
+from tests.conftest import make_texts, write_csv
+
+COLS = TextModality.input_columns
+
+
+def splits_for(data, **kw):
+    return load_splits(TrainConfig(data=data, **kw), COLS)
+
+
+def texts(ds):
+    return set(ds["input"])
+
+
+def test_files_with_string_labels_become_sorted_label_map(text_files):
+    s = splits_for(f"train={text_files['train']},test={text_files['test']}")
+    assert s.labels.names == ("business", "sport", "tech")
+    assert s.labels.label2id == {"business": 0, "sport": 1, "tech": 2}
+    assert set(s.datasets) == {"train", "validation", "test"}
+    assert s.datasets["train"].column_names == ["input", "label"]
+    assert set(s.datasets["train"]["label"]) == {0, 1, 2}
+
+
+def test_duplicates_removed_and_splits_disjoint(text_files):
+    s = splits_for(f"train={text_files['train']},test={text_files['test']}")
+    tr, va, te = (texts(s.datasets[k]) for k in ("train", "validation", "test"))
+    assert not (tr & te) and not (tr & va) and not (va & te)
+    for k in s.datasets:
+        assert len(texts(s.datasets[k])) == len(s.datasets[k]), f"duplicates left in {k}"
+    # 3 duplicated rows inside train, plus the 2 train texts copied into test (dropped from train)
+    dropped = s.report["duplicates_dropped"]
+    assert dropped["train"] >= 5 and sum(s.report["sizes"].values()) + sum(dropped.values()) == 93 + 22
+
+
+def test_validation_is_stratified_and_always_the_same(text_files):
+    spec = f"train={text_files['train']}"
+    a, b = splits_for(spec, seed=1), splits_for(spec, seed=99)
+    assert a.datasets["validation"]["input"] == b.datasets["validation"]["input"]  # split seed is fixed
+    counts = [a.datasets["validation"]["label"].count(i) for i in range(3)]
+    assert max(counts) - min(counts) <= 1
+
+
+def test_int_labels_sorted_numerically(tmp_path):
+    rows = [(f"text number {i}", [2, 10, 1][i % 3]) for i in range(30)]
+    s = splits_for(write_csv(tmp_path / "d.csv", rows))
+    assert s.labels.names == ("1", "2", "10")
+
+
+def test_columns_are_detected_case_insensitively_or_given(tmp_path):
+    rows = [(f"doc {i}", "x" if i % 2 else "y", i) for i in range(20)]
+    p = write_csv(tmp_path / "d.csv", rows, header=("Content", "Category", "id"))
+    s = splits_for(p)
+    assert (s.input_column, s.label_column) == ("Content", "Category")
+    with pytest.raises(UserError, match=r"label column 'nope' not found; columns are: Content, Category, id"):
+        splits_for(p, label_column="nope")
+
+
+def test_missing_column_lists_columns_found(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [("a", "b")] * 5, header=("foo", "bar"))
+    with pytest.raises(UserError, match=r"no text column found among: foo, bar; name it with --text-column"):
+        splits_for(p)
+    assert find_column(["foo", "bar"], "bar", (), "label", "--label-column") == "bar"
+
+
+def test_one_class_is_refused(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [(f"t{i}", "only") for i in range(10)])
+    with pytest.raises(UserError, match="has only one class"):
+        splits_for(p)
+
+
+@pytest.mark.parametrize("content,ext,message", [
+    ("", ".csv", "is empty"),
+    ("text,label\n", ".csv", "has no rows"),
+    ("\x00\x01garbage", ".parquet", "cannot read .* as PARQUET"),
+    ("x", ".xlsx", "unknown extension '.xlsx'"),
+])
+def test_bad_files(tmp_path, content, ext, message):
+    p = tmp_path / f"d{ext}"
+    p.write_text(content)
+    with pytest.raises(UserError, match=message):
+        splits_for(str(p))
+
+
+def test_missing_file_and_bad_spec(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        splits_for(f"train={tmp_path / 'nope.csv'}")
+    with pytest.raises(UserError, match="names no train file"):
+        splits_for(f"test={tmp_path / 'x.csv'}")
+    with pytest.raises(UserError, match=r"not a built-in \(bbc-news"):
+        splits_for("no-such-dataset-anywhere")
+
+
+def test_json_lines_and_tsv(tmp_path):
+    import json
+
+    rows = make_texts(10, seed=3)
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"sentence": t, "labels": y}) + "\n" for t, y in rows))
+    (tmp_path / "b.tsv").write_text("sentence\tlabels\n" + "".join(f"{t}\t{y}\n" for t, y in rows[:8]))
+    s = splits_for(f"train={tmp_path / 'a.jsonl'}")
+    assert s.input_column == "sentence" and len(s.labels) == 3
+    assert len(splits_for(f"train={tmp_path / 'a.jsonl'},test={tmp_path / 'b.tsv'}").datasets["test"]) > 0
+
+
+def test_unknown_eval_labels_are_counted_not_scored(tmp_path, text_files):
+    labels = LabelMap(("business", "sport"))
+    s = load_splits(TrainConfig(data=f"train={text_files['train']}"), COLS, labels=labels)
+    assert s.report["unknown_labels"]["train"] > 0
+    assert set(s.datasets["train"]["label"]) <= {0, 1}
+
+
+def test_max_train_samples_keeps_test_untouched(text_files):
+    spec = f"train={text_files['train']},test={text_files['test']}"
+    full, small = splits_for(spec), splits_for(spec, max_train_samples=12)
+    assert len(small.datasets["train"]) == 12
+    assert small.datasets["test"]["input"] == full.datasets["test"]["input"]
+
+
+@pytest.mark.integration
+def test_bbc_builtin_is_split_80_10_10_without_leaks():
+    s = splits_for("bbc-news")
+    sizes = s.report["sizes"]
+    assert s.report["duplicates_dropped"]["train"] == 98
+    assert sum(sizes.values()) == 2225 - 98
+    assert sizes["test"] == pytest.approx(0.1 * 2127, abs=2) and sizes["validation"] == pytest.approx(0.1 * 2127,
+                                                                                                        abs=2)
+    tr, va, te = (texts(s.datasets[k]) for k in ("train", "validation", "test"))
+    assert not (tr & te) and not (tr & va) and not (va & te)
+    assert s.labels.names == ("business", "entertainment", "politics", "sports", "tech")

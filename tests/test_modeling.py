@@ -1,0 +1,58 @@
+import pytest
+import torch
+from transformers import BertModel
+
+from adapters_kit import TrainConfig
+from adapters_kit.adapters import block_linear_names
+from adapters_kit.heads import POOLERS
+from adapters_kit.modeling import build_model
+
+
+@pytest.fixture
+def backbone(tiny_model_dir):
+    return BertModel.from_pretrained(tiny_model_dir)
+
+
+def test_lora_targets_are_block_linears_only(backbone):
+    names = block_linear_names(backbone)
+    assert len(names) == 2 * 6  # q, k, v, attention out, intermediate, output per layer
+    assert all(".layer." in n for n in names)
+    assert not any("pooler" in n or "embeddings" in n for n in names)
+
+
+def test_probe_trains_only_the_head(backbone):
+    model = build_model(TrainConfig(method="probe", pooling="mean"), backbone, num_labels=3)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["head.1.weight", "head.1.bias"]
+    assert model.trainable_parameters() == (32 * 3 + 3, sum(p.numel() for p in model.parameters()))
+
+
+def test_lora_trains_lora_matrices_and_head(backbone):
+    model = build_model(TrainConfig(method="lora", pooling="mean", lora_r=4), backbone, num_labels=3)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert {n.split(".")[0] for n in trainable} == {"backbone", "head"}
+    backbone_trainable = [n for n in trainable if n.startswith("backbone")]
+    assert len(backbone_trainable) == 12 * 2 and all("lora_" in n for n in backbone_trainable)
+    lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    # per layer: 4 projections 32->32, one 32->64, one 64->32; each LoRA has r*(in+out) weights
+    assert lora_params == 2 * (4 * 4 * 64 + 4 * 96 + 4 * 96)
+
+
+def test_features_path_equals_full_forward(backbone, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = build_model(TrainConfig(method="probe", pooling="mean"), backbone, num_labels=3).eval()
+    batch = tok(["team win match", "bank profit shares rise today"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**batch), model(features=model.features(**batch)))
+
+
+def test_poolers_against_direct_computation():
+    h = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert torch.equal(POOLERS.get("mean")(h, mask), torch.stack([h[0, :2].mean(0), h[1].mean(0)]))
+    assert torch.equal(POOLERS.get("cls")(h, mask), h[:, 0])
+    assert torch.equal(POOLERS.get("last")(h, mask), torch.stack([h[0, 1], h[1, 2]]))
+    left = torch.tensor([[0, 1, 1], [1, 1, 1]])  # left padding: last real token is the final position
+    assert torch.equal(POOLERS.get("last")(h, left), h[:, 2])
