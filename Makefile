@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/adapters-kit train --model minilm-l6 --data bbc-news --method lora --output runs/demo --overwrite
+	$(VENV)/bin/adapters-kit train --config scripts/configs/bbc_lora.yaml --overwrite
 
 test: install
 	$(PY) -m pytest -q

@@ -21,6 +21,7 @@ _BLOCK = re.compile(r"\.\d+\.")  # a module inside a repeated block: encoder.lay
 class Adapter(Protocol):
     name: str
     default_lr: float
+    default_epochs: int
     frozen_backbone: bool
     """True when the backbone never changes, so its pooled features can be computed once and reused."""
 
@@ -51,6 +52,7 @@ class Probe:
 
     name = "probe"
     default_lr = 1e-2
+    default_epochs = 30
     frozen_backbone = True
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
@@ -69,6 +71,7 @@ class Lora:
 
     name = "lora"
     default_lr = 1e-3
+    default_epochs = 2
     frozen_backbone = False
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--text-column", help="default: the column the run was trained on")
+    e.add_argument("--label-column", help="default: the column the run was trained on")
     pr = sub.add_parser("predict", help="label texts with a run folder")
     pr.add_argument("run_dir")
     pr.add_argument("texts", nargs="*")
@@ -89,7 +91,10 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from adapters_kit.trainer import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.data, args.split, args.batch_size)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    metrics = evaluate_run(args.run_dir, args.data, args.split, args.batch_size, args.text_column,
+                           args.label_column)
     print(metrics_table({args.split: metrics}))
     print(f"written to {Path(args.run_dir) / 'metrics.json'}")
     return 0

@@ -23,8 +23,8 @@ METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precisio
 class TrainConfig:
     """Everything that defines a training run. Saved verbatim as ``train_config.json`` in the run folder.
 
-    >>> TrainConfig(model="minilm-l6", method="probe", data="bbc-news", output="runs/bbc").epochs
-    2
+    >>> TrainConfig(model="minilm-l6", method="probe", data="bbc-news", output="runs/bbc").batch_size
+    16
     """
 
     model: str = "minilm-l6"
@@ -36,8 +36,9 @@ class TrainConfig:
     """Adapter strategy: ``lora`` (PEFT LoRA + trained head) or ``probe`` (frozen backbone + linear head)."""
     output: str = "runs/latest"
     """Run folder to write; refused if it holds another run, unless ``overwrite``."""
-    epochs: int = 2
-    """Passes over the training split."""
+    epochs: int | None = None
+    """Passes over the training split; ``None`` takes the method's default (lora 2, probe 30: probe epochs run
+    on cached features and cost almost nothing)."""
     lr: float | None = None
     """Peak learning rate of AdamW; ``None`` takes the method's default (lora 1e-3, probe 1e-2)."""
     batch_size: int = 16
@@ -88,7 +89,9 @@ class TrainConfig:
             if not cond:
                 raise UserError(f"invalid config: {msg}")
 
-        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r"):
+        need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
+             f"epochs must be a positive integer, got {self.epochs!r}")
+        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
         need(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")

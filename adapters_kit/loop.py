@@ -23,6 +23,8 @@ class TrainResult:
 
     best_epoch: int
     best_score: float
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    """Full validation metrics of the best epoch (the weights the model ends with)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
@@ -65,7 +67,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loader, a
         accelerator.print(f"epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} "
                           f"{cfg.best_metric} {score:.4f}")
         if score > result.best_score:
-            result.best_epoch, result.best_score = epoch, score
+            result.best_epoch, result.best_score, result.best_metrics = epoch, score, metrics
             best_state = _trainable_state(accelerator.unwrap_model(model))
     if best_state is not None and result.best_epoch != cfg.epochs:
         accelerator.unwrap_model(model).load_state_dict(best_state, strict=False)

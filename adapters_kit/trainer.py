@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 
 from adapters_kit import __version__
@@ -28,17 +30,26 @@ from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model, load_backbone
 
 log = logging.getLogger(__name__)
-EVAL_SPLITS = ("validation", "test")
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill method-dependent defaults (lr, pooling) and check every registered name before any work starts."""
+    """Fill method-dependent defaults (lr, epochs, pooling); check every registered name before work starts."""
     adapter = build_adapter(cfg.method)
     HEADS.get(cfg.head)
     modality = get_modality(resolve_model(cfg.model)[1]) if cfg.pooling is None else None
     pooling = cfg.pooling or modality.default_pooling
     POOLERS.get(pooling)
-    return cfg.replace(lr=cfg.lr or adapter.default_lr, pooling=pooling)
+    return cfg.replace(lr=cfg.lr or adapter.default_lr, epochs=cfg.epochs or adapter.default_epochs,
+                       pooling=pooling)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -46,8 +57,17 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     if mp == "fp16" and not torch.cuda.is_available():
         log.warning("fp16 needs a GPU; training in fp32 instead")
         mp = "no"
-    if mp == "bf16" and not torch.cuda.is_available():
-        log.warning("bf16 on a CPU without native bf16 units is emulated and can be ~20x slower than fp32")
+    if mp == "bf16" and not torch.cuda.is_available() and not _cpu_has_bf16():
+        log.warning("bf16 on this CPU (no avx512_bf16/amx_bf16) is emulated and can be ~20x slower than fp32; "
+                    "use --mixed-precision no for speed")
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mp) != mp:
+        # A notebook that trains twice with different precision: accelerate's process-wide state would refuse.
+        # In one process nothing else depends on it, so start afresh; across processes it is a launch setting.
+        if PartialState().num_processes > 1:
+            raise UserError(f"mixed precision {mp!r} differs from the launch's {state['_mixed_precision']!r}; "
+                            f"pass the same value to accelerate launch and to the config")
+        AcceleratorState._reset_state()
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps)
 
 
@@ -56,7 +76,9 @@ def _load_processor(modality, path: str):
         return modality.load_processor(path)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load model {path!r}: {first[:300]}") from None
+        hint = "" if os.path.isdir(path) else ("; fetch it once where the Hub is reachable (it is then cached) "
+                                                "or pass a local checkpoint folder")
+        raise UserError(f"cannot load model {path!r}: {first[:300]}{hint}") from None
 
 
 class AdapterTrainer:
@@ -96,8 +118,10 @@ class AdapterTrainer:
                   f"mixed precision {acc.mixed_precision}")
         loaders = self._loaders(model, splits, modality, processor)
         result = train_loop(cfg, model, loaders["train"], loaders["validation"], acc, names)
-        metrics: dict[str, Any] = {s: evaluate(model, acc.prepare(loaders[s]), acc, names)
-                                   for s in EVAL_SPLITS if s in loaders}
+        # Validation was scored at the best epoch already; score the held-out splits with the restored weights.
+        metrics: dict[str, Any] = {"validation": result.best_metrics}
+        metrics.update({s: evaluate(model, acc.prepare(loader), acc, names) for s, loader in loaders.items()
+                        if s not in ("train", "validation")})
         metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
                             "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -150,10 +174,15 @@ class AdapterTrainer:
 
 
 def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_size: int = 64,
+                 text_column: str | None = None, label_column: str | None = None,
                  accelerator: Accelerator | None = None) -> dict[str, Any]:
-    """Evaluate a saved run on ``split`` of ``data`` and record the result in the run's ``metrics.json``."""
+    """Evaluate a saved run on ``split`` of ``data`` and record the result in the run's ``metrics.json``.
+
+    Columns default to the ones the run was trained with.
+    """
     run = load_run(directory)
-    cfg = run.cfg.replace(data=data, max_train_samples=None)
+    cfg = run.cfg.replace(data=data, max_train_samples=None, text_column=text_column or run.info["input_column"],
+                          label_column=label_column or run.info["label_column"])
     acc = accelerator or Accelerator()
     with acc.main_process_first():
         splits = load_splits(cfg, run.modality.input_columns, labels=run.labels)

@@ -147,3 +147,41 @@ def test_console_script_is_installed():
     assert exe.exists()
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "train" in r.stdout
+
+
+def test_hub_id_resolves_from_the_local_hub_cache(tiny_model_dir, text_files, tmp_path):
+    """A Hub id goes through the real from_pretrained(repo_id) path, served offline by a local cache folder."""
+    import shutil
+
+    commit = "0" * 40
+    snap = tmp_path / "hub" / "models--test-org--tiny-bert" / "snapshots" / commit
+    shutil.copytree(tiny_model_dir, snap)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "adapters_kit", "train", "--model", "test-org/tiny-bert", "--data",
+                        f"train={text_files['train']}", "--method", "probe", "--epochs", "2", "--output", str(out)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "train_config.json").read_text())["model"] == "test-org/tiny-bert"
+    r = subprocess.run([sys.executable, "-m", "adapters_kit", "predict", str(out), "team goal"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["label"] in {"business", "sport", "tech"}
+
+
+def test_dataset_folder_through_load_dataset(tiny_model_dir, text_files, tmp_path, capsys):
+    """A local folder of CSV splits goes through datasets.load_dataset(path) like a Hub dataset would."""
+    import shutil
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(text_files["train"], folder / "train.csv")
+    shutil.copy(text_files["test"], folder / "test.csv")
+    assert main(["train", "--model", tiny_model_dir, "--data", str(folder), "--method", "probe", "--epochs", "2",
+                 "--output", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    import pandas as pd
+
+    assert metrics["test"]["n"] == pd.read_csv(text_files["test"])["text"].nunique()  # test keeps its unique texts

@@ -56,3 +56,18 @@ def test_poolers_against_direct_computation():
     assert torch.equal(POOLERS.get("last")(h, mask), torch.stack([h[0, 1], h[1, 2]]))
     left = torch.tensor([[0, 1, 1], [1, 1, 1]])  # left padding: last real token is the final position
     assert torch.equal(POOLERS.get("last")(h, left), h[:, 2])
+
+
+def test_head_init_depends_on_seed_only(backbone):
+    from adapters_kit.heads import build_head
+
+    cfg = TrainConfig(method="probe", pooling="mean", seed=5)
+    a = build_model(cfg, backbone, num_labels=3).head.state_dict()
+    torch.rand(1000)  # randomness consumed elsewhere must not change the head
+    b = build_model(cfg, backbone, num_labels=3).head.state_dict()
+    torch.manual_seed(5)
+    c = build_head("linear", 32, 3).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k])
+    other = build_model(cfg.replace(seed=6), backbone, num_labels=3).head.state_dict()
+    assert not torch.equal(a["1.weight"], other["1.weight"])

@@ -17,21 +17,34 @@ RUN_FILES = {"head.safetensors", "labels.json", "train_config.json", "run_info.j
 ADAPTER_FILES = {"lora": {"adapter_config.json", "adapter_model.safetensors"}, "probe": set()}
 
 
-@pytest.fixture(scope="module", params=ADAPTERS.names())
+_RUNS: dict = {}
+
+
+def train_tiny(method, model_dir, tmp_path_factory):
+    """One tiny training run per method, shared by every test of this module."""
+    if method not in _RUNS:
+        from adapters_kit import TrainConfig
+        from tests.conftest import write_csv
+
+        d = tmp_path_factory.mktemp(method)
+        train = write_csv(d / "train.csv", make_texts(30, seed=1))
+        test = write_csv(d / "test.csv", make_texts(6, seed=2))
+        cfg = TrainConfig(model=model_dir, data=f"train={train},test={test}", method=method,
+                          output=str(d / "run"), epochs=3, batch_size=8, max_length=32, lr=5e-3)
+        trainer = AdapterTrainer(cfg)
+        metrics = trainer.train()
+        _RUNS[method] = (method, trainer, metrics, Path(cfg.output))
+    return _RUNS[method]
+
+
+@pytest.fixture(params=ADAPTERS.names())
 def trained(request, tiny_model_dir, tmp_path_factory):
-    from tests.conftest import write_csv
+    return train_tiny(request.param, tiny_model_dir, tmp_path_factory)
 
-    d = tmp_path_factory.mktemp(request.param)
-    train = write_csv(d / "train.csv", make_texts(30, seed=1))
-    test = write_csv(d / "test.csv", make_texts(6, seed=2))
-    from adapters_kit import TrainConfig
 
-    cfg = TrainConfig(model=tiny_model_dir, data=f"train={train},test={test}", method=request.param,
-                      output=str(d / "run"), epochs=3, batch_size=8, max_length=32, lr=5e-3)
-    torch.manual_seed(123)
-    trainer = AdapterTrainer(cfg)
-    metrics = trainer.train()
-    return request.param, trainer, metrics, Path(cfg.output)
+@pytest.fixture
+def lora_run(tiny_model_dir, tmp_path_factory):
+    return train_tiny("lora", tiny_model_dir, tmp_path_factory)
 
 
 def test_run_folder_contents(trained):
@@ -67,7 +80,7 @@ def test_head_trained_away_from_initialisation(trained, tiny_model_dir):
     _, trainer, _, out = trained
     from adapters_kit.heads import build_head
 
-    torch.manual_seed(trainer.cfg.seed)  # the seed build_model used: same init draw as the run
+    torch.manual_seed(trainer.cfg.seed)  # build_model draws the head from this seed alone
     saved = load_file(str(out / "head.safetensors"))
     fresh = build_head("linear", 32, 3).state_dict()
     assert saved.keys() == fresh.keys()
@@ -85,10 +98,8 @@ def test_predictions_are_labels_with_scores(trained):
     assert all(abs(sum(x["score"] for x in r) - 1) < 1e-5 for r in many)
 
 
-def test_plain_peft_loads_the_adapter(trained, tiny_model_dir):
-    method, trainer, _, out = trained
-    if method != "lora":
-        pytest.skip("only LoRA runs carry a PEFT adapter")
+def test_plain_peft_loads_the_adapter(lora_run, tiny_model_dir):
+    _, trainer, _, out = lora_run
     from peft import PeftModel
     from transformers import AutoModel, AutoTokenizer
 
@@ -110,3 +121,22 @@ def test_existing_run_is_refused_without_overwrite(trained):
     with pytest.raises(UserError, match="already holds a run; pass --overwrite"):
         AdapterTrainer(trainer.cfg).train()
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_same_seed_gives_identical_runs(tiny_cfg, tmp_path):
+    runs = [AdapterTrainer(tiny_cfg(method="lora", output=str(tmp_path / n), seed=3)) for n in ("a", "b")]
+    metrics = [t.train() for t in runs]
+    assert metrics[0]["test"] == metrics[1]["test"] and metrics[0]["validation"] == metrics[1]["validation"]
+    heads = [load_file(str(tmp_path / n / "head.safetensors")) for n in ("a", "b")]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    loras = [load_file(str(tmp_path / n / "adapter_model.safetensors")) for n in ("a", "b")]
+    assert all(torch.equal(loras[0][k], loras[1][k]) for k in loras[0])
+
+
+def test_bf16_autocast_and_accumulation_train(tiny_cfg, tmp_path):
+    trainer = AdapterTrainer(tiny_cfg(method="lora", mixed_precision="bf16", grad_accum_steps=2, epochs=1))
+    metrics = trainer.train()
+    assert trainer.accelerator.mixed_precision == "bf16" and trainer.accelerator.gradient_accumulation_steps == 2
+    assert metrics["test"]["n"] > 0
+    log = [json.loads(line) for line in (Path(trainer.cfg.output) / "train_log.jsonl").read_text().splitlines()]
+    assert log and all(r["loss"] == r["loss"] for r in log)  # finite, not NaN
