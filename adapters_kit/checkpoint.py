@@ -22,8 +22,8 @@ from adapters_kit.catalog import resolve_model
 from adapters_kit.config import TrainConfig, from_dict, save_config
 from adapters_kit.data import LabelMap
 from adapters_kit.errors import UserError
-from adapters_kit.modalities import get_modality
 from adapters_kit.heads import build_head
+from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import AdapterClassifier, feature_dim, load_backbone
 
 FORMAT_VERSION = 1

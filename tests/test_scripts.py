@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parents[1]
 EXPECTED = {"adapter_config.json", "adapter_model.safetensors", "head.safetensors", "labels.json",
             "metrics.json", "run_info.json", "tokenizer.json", "tokenizer_config.json", "train_config.json",
