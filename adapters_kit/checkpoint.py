@@ -98,7 +98,8 @@ class LoadedRun:
     modality: Any
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A run folder's JSON file, or a one-line UserError saying it is missing or corrupt."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -113,11 +114,11 @@ def load_run(directory: str | Path) -> LoadedRun:
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"run folder {root} does not exist; give the --output folder of a training run")
-    info = _read_json(root / "run_info.json")
+    info = read_json(root / "run_info.json")
     if info.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{root} was written by a newer adapters_kit (format {info['format_version']}); upgrade")
-    cfg = from_dict(_read_json(root / "train_config.json"))
-    raw = _read_json(root / "labels.json")["id2label"]
+    cfg = from_dict(read_json(root / "train_config.json"))
+    raw = read_json(root / "labels.json")["id2label"]
     labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
     modality = get_modality(info["modality"])
     path = info["backbone_path"] if os.path.exists(info["backbone_path"]) else resolve_model(cfg.model)[0]

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,7 +30,9 @@ TRAIN_FLAGS = {
     "max_train_samples": (int, None), "weight_decay": (float, None), "warmup_ratio": (float, None),
     "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
     "lora_alpha": (int, None), "lora_dropout": (float, None), "pooling": (str, "mean, cls or last"),
-    "head": (str, "linear or mlp"), "best_metric": (str, None),
+    "head": (str, "linear or mlp"), "best_metric": (str, None), "eval_steps": (int, None),
+    "eval_splits": (str, "comma-separated, e.g. validation,test"), "early_stopping_patience": (int, None),
+    "top_k": (int, None),
 }
 
 
@@ -51,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--text-column", help="default: the column the run was trained on")
     e.add_argument("--label-column", help="default: the column the run was trained on")
+    e.add_argument("--errors", type=int, default=0, metavar="N",
+                   help="write the N most confident mistakes to DIR/errors_<split>.csv")
+    r = sub.add_parser("report", help="redraw a run folder's PNGs and print its metrics")
+    r.add_argument("run_dir")
+    c = sub.add_parser("compare", help="side-by-side table of several runs")
+    c.add_argument("run_dirs", nargs="+")
+    c.add_argument("--split", default="test")
     pr = sub.add_parser("predict", help="label texts with a run folder")
     pr.add_argument("run_dir")
     pr.add_argument("texts", nargs="*")
@@ -68,11 +78,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
                      [fmt.format(*map(str, r)) for r in rows])
 
 
-def metrics_table(metrics: dict) -> str:
-    keys = ["n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro"]
-    splits = [s for s, m in metrics.items() if "accuracy" in m]
-    rows = [[k] + [m if isinstance(m := metrics[s].get(k), int) else f"{m:.4f}" for s in splits] for k in keys]
-    return _table(rows, ["metric"] + splits)
+def _show(table) -> None:
+    from rich.console import Console
+
+    Console(width=max(100, shutil.get_terminal_size().columns)).print(table)
 
 
 def cmd_train(args) -> int:
@@ -80,8 +89,10 @@ def cmd_train(args) -> int:
 
     overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite"] if (v := getattr(args, k)) is not None]
     cfg = load_config(args.config, overrides)
+    from adapters_kit.report import metrics_table
+
     metrics = AdapterTrainer(cfg).train()
-    print(metrics_table(metrics))
+    _show(metrics_table(metrics, title=f"{cfg.method} on {cfg.model}"))
     train = metrics["train"]
     print(f"trained {train['train_samples']} samples in {train['train_seconds']:.1f} s "
           f"({train['samples_per_second']:.1f} samples/s); run folder: {cfg.output}")
@@ -89,14 +100,34 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from adapters_kit.report import metrics_table
     from adapters_kit.trainer import evaluate_run
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.batch_size < 1 or args.errors < 0:
+        raise UserError("--batch-size must be a positive integer and --errors >= 0")
     metrics = evaluate_run(args.run_dir, args.data, args.split, args.batch_size, args.text_column,
-                           args.label_column)
-    print(metrics_table({args.split: metrics}))
+                           args.label_column, errors=args.errors)
+    _show(metrics_table({args.split: metrics}))
     print(f"written to {Path(args.run_dir) / 'metrics.json'}")
+    if "errors_file" in metrics:
+        print(f"most confident mistakes: {metrics['errors_file']}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from adapters_kit.report import metrics_table, read_json, write_report
+
+    files = write_report(args.run_dir)
+    _show(metrics_table(read_json(Path(args.run_dir) / "metrics.json"), title=str(args.run_dir)))
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from adapters_kit.report import compare_table
+
+    _show(compare_table(args.run_dirs, args.split))
     return 0
 
 
@@ -142,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command in ("train", "eval", "predict"):
         _quiet_libraries()
-    commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
+    commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+                "compare": cmd_compare,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:
         return commands[args.command](args)

@@ -16,7 +16,9 @@ import yaml
 from adapters_kit.errors import UserError
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro")
+METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
+                    "top_k_accuracy", "roc_auc", "log_loss", "ece")
+LOWER_IS_BETTER = ("log_loss", "ece")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,16 @@ class TrainConfig:
     head: str = "linear"
     """Classification head: ``linear`` or ``mlp``."""
     best_metric: str = "f1_macro"
-    """Validation metric that picks the best epoch; its weights are the ones saved."""
+    """Validation metric that picks the best evaluation; its weights are the ones saved (log_loss and ece are
+    minimised, the others maximised)."""
+    eval_steps: int | None = None
+    """Also evaluate every this many optimizer steps (evaluation always runs at each epoch's end)."""
+    eval_splits: str = "validation"
+    """Comma-separated splits evaluated during training (``validation`` always drives model selection)."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without a better ``best_metric``; the best weights are restored."""
+    top_k: int = 5
+    """k of ``top_k_accuracy``."""
     overwrite: bool = False
     """Replace an existing run folder."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,9 +102,13 @@ class TrainConfig:
 
         need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
              f"epochs must be a positive integer, got {self.epochs!r}")
-        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r"):
+        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("eval_steps", "early_stopping_patience"):
+            value = getattr(self, name)
+            need(value is None or (isinstance(value, int) and value >= 1),
+                 f"{name} must be a positive integer, got {value!r}")
         need(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0 < self.val_fraction < 0.5, f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -106,6 +121,11 @@ class TrainConfig:
         need(self.best_metric in METRICS_FOR_BEST,
              f"best_metric must be one of {', '.join(METRICS_FOR_BEST)}, got {self.best_metric!r}")
         need(bool(self.model) and bool(self.data) and bool(self.output), "model, data and output must be set")
+
+    def split_list(self) -> list[str]:
+        """``eval_splits`` as a list, validation first."""
+        names = [s.strip() for s in self.eval_splits.split(",") if s.strip()]
+        return ["validation"] + [s for s in names if s != "validation"]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,61 +1,104 @@
-"""A model becomes metrics: pure metric functions plus ``evaluate(model, loader, accelerator)``.
+"""A model becomes metrics: ``evaluate(model, loader, accelerator, names)`` streams batches into
+:class:`~adapters_kit.metrics.StreamingMetrics` and times inference.
 
-Metric names are the keys of ``metrics.json``. Macro averages run over the classes present in the split (in the
-labels or the predictions), as scikit-learn does by default; ``per_class`` lists every class of the run.
+Batches are gathered across processes with ``gather_for_metrics``, which drops the samples a distributed sampler
+repeats to even out the last batch, so every example counts exactly once.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
+import time
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from adapters_kit.metrics import StreamingMetrics, counts_metrics
+
+log = logging.getLogger(__name__)
+SPEED_KEYS = ("examples_per_second", "latency_ms_p50", "latency_ms_p95")
+"""Timing metrics: measured, so they differ run to run (everything else is deterministic)."""
+WARMUP_BATCHES = 2
+"""Batches run before latency is timed (allocator and kernel warm-up)."""
 
 
 def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, F1 (macro/micro/weighted), macro precision/recall, per-class scores and the confusion matrix.
+    """Label-only metrics (accuracy, F1, precision/recall, per class, confusion matrix) from two label lists.
 
     >>> m = compute_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
     >>> m["accuracy"], round(m["f1_macro"], 4)
     (0.75, 0.7333)
     """
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    out: dict[str, Any] = {"n": int(len(y_true))}
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if len(y_true) == 0:
-        return out
-    out["accuracy"] = float(accuracy_score(y_true, y_pred))
-    for avg in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
-        out[f"f1_{avg}"] = float(f)
-        if avg == "macro":
-            out["precision_macro"], out["recall_macro"] = float(p), float(r)
-    ids = list(range(len(names)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=None, zero_division=0)
-    out["per_class"] = {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                            "support": int(s[i])} for i, n in enumerate(names)}
-    out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
-    return out
+        return {"n": 0}
+    k = len(names)
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    return {"n": int(len(y_true)), **counts_metrics(cm, names)}
+
+
+def _speed(batch_ms: list[float], batch_sizes: list[int]) -> dict[str, float | None]:
+    skip = min(WARMUP_BATCHES, max(len(batch_ms) - 1, 0))
+    ms, sizes = batch_ms[skip:], batch_sizes[skip:]
+    if not ms:
+        log.warning("no batches to time; speed metrics are null")
+        return {"examples_per_second": None, "latency_ms_p50": None, "latency_ms_p95": None}
+    return {"examples_per_second": float(sum(sizes) / (sum(ms) / 1000)),
+            "latency_ms_p50": float(np.percentile(ms, 50)), "latency_ms_p95": float(np.percentile(ms, 95))}
+
+
+class _Mistakes:
+    """The ``limit`` most confident wrong predictions seen so far (a bounded heap)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.heap = limit, []
+
+    def add(self, probs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> None:
+        pred = probs.argmax(1)
+        for i in np.nonzero(pred != labels)[0]:
+            item = (float(probs[i, pred[i]]), int(index[i]), int(labels[i]), int(pred[i]))
+            if len(self.heap) < self.limit:
+                heapq.heappush(self.heap, item)
+            elif item > self.heap[0]:
+                heapq.heapreplace(self.heap, item)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"index": i, "true": t, "predicted": p, "score": s} for s, i, t, p in sorted(self.heap, reverse=True)]
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, loader, accelerator) -> tuple[np.ndarray, np.ndarray]:
-    """(true labels, predicted labels) over a prepared loader, gathered across processes.
+def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], top_k: int = 5,
+             errors: int = 0) -> dict[str, Any]:
+    """Metrics of ``model`` on one split's prepared loader, plus inference speed of this process.
 
-    ``gather_for_metrics`` drops the samples a distributed sampler repeats to even out the last batch.
+    With ``errors`` > 0 the batches must carry an ``index`` column; the result then holds ``mistakes``: the
+    ``errors`` most confident wrong predictions (dataset index, true id, predicted id, score).
+    No side effects beyond switching the model to eval mode.
     """
     model.eval()
-    trues, preds = [], []
+    acc = StreamingMetrics(names, top_k=top_k)
+    mistakes = _Mistakes(errors)
+    batch_ms, batch_sizes = [], []
     for batch in loader:
         labels = batch.pop("labels")
+        index = batch.pop("index", None)
+        start = time.perf_counter()
         logits = model(**batch)
-        pred, labels = accelerator.gather_for_metrics((logits.argmax(-1), labels))
-        preds.append(pred.cpu())
-        trues.append(labels.cpu())
-    return torch.cat(trues).numpy(), torch.cat(preds).numpy()
-
-
-def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str]) -> dict[str, Any]:
-    """Metrics of ``model`` on one split's loader. No side effects beyond switching to eval mode."""
-    y_true, y_pred = predict(model, loader, accelerator)
-    return compute_metrics(y_true, y_pred, names)
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        batch_ms.append((time.perf_counter() - start) * 1000)
+        batch_sizes.append(len(labels))
+        gathered = accelerator.gather_for_metrics((logits.float(), labels) + ((index,) if index is not None else ()))
+        logits_np, labels_np = gathered[0].cpu().numpy(), gathered[1].cpu().numpy()
+        acc.update(logits_np, labels_np)
+        if errors and index is not None:
+            mistakes.add(torch.from_numpy(logits_np).softmax(-1).numpy(), labels_np, gathered[2].cpu().numpy())
+    out = acc.compute()
+    if out["n"]:
+        out["reliability"] = acc.reliability()
+    out.update(_speed(batch_ms, batch_sizes))
+    if errors:
+        out["mistakes"] = mistakes.rows()
+    return out

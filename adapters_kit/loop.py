@@ -1,5 +1,8 @@
-"""The accelerate training loop: AdamW + linear warmup/decay, accumulation, clipping, per-epoch validation,
-best-epoch selection. The ``Accelerator`` is passed in; this module never creates one."""
+"""The accelerate training loop: AdamW + linear warmup/decay, accumulation, clipping, evaluation hooks (each
+epoch and/or every N optimizer steps), best-weights selection and early stopping.
+
+The ``Accelerator`` is passed in; this module never creates one.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +16,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from adapters_kit.config import TrainConfig
+from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.evaluation import evaluate
 
 
 @dataclass
 class TrainResult:
-    """What training did: per-epoch validation metrics, the best epoch and its score, step log, timing."""
+    """What training did: evaluations, the best one (whose weights the model ends with), step log, timing."""
 
-    best_epoch: int
-    best_score: float
+    best_step: int = 0
+    best_epoch: int = 0
+    best_score: float | None = None
     best_metrics: dict[str, Any] = field(default_factory=dict)
-    """Full validation metrics of the best epoch (the weights the model ends with)."""
+    """Full validation metrics of the best evaluation."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    """One row per evaluation and split: epoch, global_step, split and the scalar metrics."""
     log: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
     train_seconds: float = 0.0
     train_samples: int = 0
 
@@ -39,66 +45,101 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+class _Selector:
+    """Keeps the best trainable weights by the chosen validation metric; counts evaluations without progress."""
+
+    def __init__(self, metric: str, patience: int | None):
+        self.metric, self.patience = metric, patience
+        self.sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        self.state: dict[str, torch.Tensor] | None = None
+        self.bad = 0
+
+    def offer(self, model: torch.nn.Module, metrics: dict, result: TrainResult, epoch: int, step: int) -> bool:
+        """Record an evaluation; True when training should stop early."""
+        score = metrics.get(self.metric)
+        if score is not None and (result.best_score is None or self.sign * score > self.sign * result.best_score):
+            result.best_score, result.best_metrics = score, metrics
+            result.best_epoch, result.best_step = epoch, step
+            self.state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            self.bad = 0
+            return False
+        self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
 
 
-def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loader, accelerator,
+def _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result, epoch, step) -> bool:
+    stop = False
+    for split, loader in eval_loaders.items():
+        metrics = evaluate(model, loader, accelerator, names, top_k=cfg.top_k)
+        scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+        result.history.append({"epoch": epoch, "global_step": step, "split": split, **scalars})
+        accelerator.print(f"epoch {epoch} step {step}: {split} accuracy {metrics.get('accuracy', float('nan')):.4f} "
+                          f"{cfg.best_metric} {metrics.get(cfg.best_metric) or float('nan'):.4f}")
+        if split == "validation":
+            stop = selector.offer(accelerator.unwrap_model(model), metrics, result, epoch, step)
+    return stop
+
+
+def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: dict, accelerator,
           names: Sequence[str]) -> TrainResult:
-    """Train ``model`` in place and leave it holding the weights of its best validation epoch.
+    """Train ``model`` in place and leave it holding the weights of its best validation evaluation.
 
-    ``train_loader`` batches are dicts with ``labels`` plus the model's inputs; both loaders are unprepared.
+    ``eval_loaders`` maps split names to unprepared loaders; ``validation`` drives model selection and early
+    stopping. Evaluations run each epoch and, with ``cfg.eval_steps``, every that many optimizer steps.
     """
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     # Counted before prepare() (global batches): accelerate steps a prepared scheduler once per process.
     steps = math.ceil(len(train_loader) / cfg.grad_accum_steps) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader, scheduler)
-    result = TrainResult(best_epoch=0, best_score=-math.inf)
-    best_state = None
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    eval_loaders = {s: accelerator.prepare(loader) for s, loader in eval_loaders.items()}
+    result, selector = TrainResult(), _Selector(cfg.best_metric, cfg.early_stopping_patience)
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
-        seconds, samples = _train_epoch(cfg, model, train_loader, optimizer, scheduler, accelerator, epoch, result)
-        result.train_seconds += seconds
-        result.train_samples += samples
-        metrics = evaluate(model, eval_loader, accelerator, names)
-        score = metrics[cfg.best_metric]
-        result.history.append({"epoch": epoch, **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}})
-        accelerator.print(f"epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} "
-                          f"{cfg.best_metric} {score:.4f}")
-        if score > result.best_score:
-            result.best_epoch, result.best_score, result.best_metrics = epoch, score, metrics
-            best_state = _trainable_state(accelerator.unwrap_model(model))
-    if best_state is not None and result.best_epoch != cfg.epochs:
-        accelerator.unwrap_model(model).load_state_dict(best_state, strict=False)
-        accelerator.print(f"restored the best epoch ({result.best_epoch}) by validation {cfg.best_metric}")
+        model.train()
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", mininterval=2.0, dynamic_ncols=True,
+                   disable=not accelerator.is_local_main_process)
+        start, samples, evaluated_at, running = time.perf_counter(), 0, -1, None
+        for i, batch in enumerate(bar, 1):
+            with accelerator.accumulate(model):
+                labels = batch.pop("labels")
+                loss = F.cross_entropy(model(**batch), labels)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            samples += len(labels) * accelerator.num_processes
+            result.train_samples += len(labels) * accelerator.num_processes
+            step += int(accelerator.sync_gradients)
+            if i % 10 == 0 or i == len(train_loader):  # .item() syncs: only every few steps, not per step
+                value = loss.item()
+                running = value if running is None else 0.9 * running + 0.1 * value
+                rate = samples / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+                result.log.append({"epoch": epoch, "step": i, "global_step": step, "loss": value,
+                                   "lr": scheduler.get_last_lr()[0], "samples_per_second": rate})
+            if cfg.eval_steps and accelerator.sync_gradients and step % cfg.eval_steps == 0:
+                result.train_seconds += time.perf_counter() - start  # evaluation time is not training time
+                result.stopped_early = _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector,
+                                                     result, epoch, step)
+                evaluated_at, start, samples = step, time.perf_counter(), 0
+                model.train()
+                if result.stopped_early:
+                    break
+        result.train_seconds += time.perf_counter() - start
+        bar.close()
+        if evaluated_at != step:
+            result.stopped_early = _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result,
+                                                 epoch, step)
+        if result.stopped_early:
+            accelerator.print(f"early stopping: no {cfg.best_metric} progress in {cfg.early_stopping_patience} "
+                              f"evaluations")
+            break
+    if selector.state is not None and result.best_step != step:
+        accelerator.unwrap_model(model).load_state_dict(selector.state, strict=False)
+        accelerator.print(f"restored the best weights (epoch {result.best_epoch}, step {result.best_step}) by "
+                          f"validation {cfg.best_metric}")
     accelerator.wait_for_everyone()
     return result
-
-
-def _train_epoch(cfg, model, loader, optimizer, scheduler, accelerator, epoch, result) -> tuple[float, int]:
-    model.train()
-    bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
-               mininterval=2.0, dynamic_ncols=True)
-    start, samples, running = time.perf_counter(), 0, None
-    for step, batch in enumerate(bar, 1):
-        with accelerator.accumulate(model):
-            labels = batch.pop("labels")
-            loss = F.cross_entropy(model(**batch), labels)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        samples += len(labels) * accelerator.num_processes
-        # .item() syncs; do it only every few steps (and on the last), not per step.
-        if step % 10 == 0 or step == len(loader):
-            value = loss.item()
-            running = value if running is None else 0.9 * running + 0.1 * value
-            rate = samples / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
-            result.log.append({"epoch": epoch, "step": step, "loss": value, "lr": scheduler.get_last_lr()[0],
-                               "samples_per_second": rate})
-    bar.close()
-    return time.perf_counter() - start, samples

@@ -28,6 +28,7 @@ from adapters_kit.inference import Classifier
 from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model, load_backbone
+from adapters_kit.report import write_mistakes, write_report
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,20 @@ class AdapterTrainer:
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
                   f"mixed precision {acc.mixed_precision}")
         loaders = self._loaders(model, splits, modality, processor)
-        result = train_loop(cfg, model, loaders["train"], loaders["validation"], acc, names)
-        # Validation was scored at the best epoch already; score the held-out splits with the restored weights.
+        missing = [s for s in cfg.split_list() if s not in loaders]
+        if missing:
+            raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
+                            f"{', '.join(loaders)}")
+        result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names)
+        # Validation was scored with the best weights already; score the held-out splits with them now.
         metrics: dict[str, Any] = {"validation": result.best_metrics}
-        metrics.update({s: evaluate(model, acc.prepare(loader), acc, names) for s, loader in loaders.items()
-                        if s not in ("train", "validation")})
+        metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
+                        for s, loader in loaders.items() if s not in ("train", "validation")})
         metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
                             "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                            "best_epoch": result.best_epoch}
+                            "best_epoch": result.best_epoch, "best_step": result.best_step,
+                            "stopped_early": result.stopped_early}
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
         if acc.is_main_process:
@@ -135,6 +141,7 @@ class AdapterTrainer:
                     "trainable_parameters": trainable, "total_parameters": total, "history": result.history}
             save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
                      labels=splits.labels, metrics=metrics, info=info, log=result.log)
+            write_report(cfg.output)
         acc.wait_for_everyone()
         return metrics
 
@@ -174,9 +181,10 @@ class AdapterTrainer:
 
 
 def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_size: int = 64,
-                 text_column: str | None = None, label_column: str | None = None,
+                 text_column: str | None = None, label_column: str | None = None, errors: int = 0,
                  accelerator: Accelerator | None = None) -> dict[str, Any]:
-    """Evaluate a saved run on ``split`` of ``data`` and record the result in the run's ``metrics.json``.
+    """Evaluate a saved run on ``split`` of ``data``; record the result in the run's ``metrics.json`` and redraw
+    its report. With ``errors`` > 0, also write the most confident mistakes to ``errors_<split>.csv``.
 
     Columns default to the ones the run was trained with.
     """
@@ -191,13 +199,20 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     unknown = splits.report["unknown_labels"].get(split, 0)
     if unknown:
         log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
-    prepared = prepare(splits.datasets[split], run.modality, run.processor, cfg.max_length)
+    ds = splits.datasets[split]
+    prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor, cfg.max_length)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False)
-    metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names)
+    metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names, top_k=cfg.top_k,
+                       errors=errors)
+    mistakes = metrics.pop("mistakes", None)
     if acc.is_main_process:
         path = Path(directory) / "metrics.json"
         everything = json.loads(path.read_text()) if path.exists() else {}
         everything[split] = metrics
         write_json(path, everything)
+        write_report(directory)
+        if mistakes is not None:
+            out = write_mistakes(Path(directory) / f"errors_{split}.csv", mistakes, ds["input"], run.labels.names)
+            metrics["errors_file"] = str(out)
     return metrics
 

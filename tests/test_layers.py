@@ -8,16 +8,16 @@ import pytest
 PKG = Path(__file__).parents[1] / "adapters_kit"
 LAYER = {
     "errors": 0, "config": 0, "registry": 0,
-    "catalog": 1, "modalities": 1, "heads": 1, "adapters": 1, "objectives": 1,
+    "catalog": 1, "metrics": 1, "modalities": 1, "heads": 1, "adapters": 1, "objectives": 1,
     "data": 2, "modeling": 2, "features": 2,
     "loop": 3, "evaluation": 3, "checkpoint": 3,
-    "inference": 4, "hub": 4, "export": 4,
+    "inference": 4, "hub": 4, "export": 4, "plots": 4, "report": 4,
     "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5,
 }
 L1_PEERS = {"modalities", "heads", "adapters", "objectives"}
 ONLY = {"accelerate": {"loop", "evaluation", "checkpoint", "inference", "hub", "export", "cli", "trainer"},
         "peft": {"adapters", "checkpoint"}, "datasets": {"data", "modalities", "cli"},
-        "huggingface_hub": {"hub"}}
+        "huggingface_hub": {"hub"}, "matplotlib": {"plots"}, "rich": {"report", "cli"}}
 
 
 def imports(path: Path) -> set[str]:

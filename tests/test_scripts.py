@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 EXPECTED = {"adapter_config.json", "adapter_model.safetensors", "head.safetensors", "labels.json",
+            "confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png", "curves.png",
             "metrics.json", "run_info.json", "tokenizer.json", "tokenizer_config.json", "train_config.json",
             "train_log.jsonl"}
 

@@ -1,0 +1,99 @@
+"""PNG reports drawn from a run's saved numbers: confusion matrix, training curves, reliability diagram.
+
+Each function takes plain data (lists, dicts as stored in ``metrics.json`` / ``train_log.jsonl``) and a path, so
+``adapters-kit report DIR`` can redraw everything from the run folder alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def confusion_matrix_png(cm: Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
+                         normalize: bool = False, title: str = "") -> Path:
+    """Rows are true classes, columns predicted; ``normalize`` divides each row by its support."""
+    m = np.asarray(cm, dtype=float)
+    if normalize:
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    k = len(names)
+    size = max(4.0, 0.45 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else max(m.max(), 1))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), labels=names, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=names)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
+    if k <= 25:
+        for i in range(k):
+            for j in range(k):
+                text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="white" if m[i, j] > 0.6 * (m.max() or 1) else "black")
+    return _save(fig, path)
+
+
+def curves_png(log: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]], metric: str,
+               path: str | Path) -> Path:
+    """Training loss per logged step (left) and the validation ``metric`` per evaluation (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if log:
+        left.plot([r["global_step"] for r in log], [r["loss"] for r in log], label="training loss", lw=1)
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("loss")
+    left.set_title("training loss")
+    left.grid(alpha=0.3)
+    if history:
+        steps = [h["global_step"] for h in history]
+        right.plot(steps, [h.get(metric) for h in history], marker="o", label=f"validation {metric}")
+        if "log_loss" in history[0]:
+            ax2 = right.twinx()
+            ax2.plot(steps, [h.get("log_loss") for h in history], color="tab:red", ls="--", marker="x",
+                     label="validation loss")
+            ax2.set_ylabel("validation loss (log-loss)")
+            ax2.legend(loc="lower right")
+    right.set_xlabel("optimizer step")
+    right.set_ylabel(metric)
+    right.set_title(f"validation {metric}")
+    right.grid(alpha=0.3)
+    right.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def reliability_png(rel: dict[str, list], path: str | Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin, the diagonal being perfect calibration; bar width = bin."""
+    edges = np.asarray(rel["edges"])
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    acc = np.array([a if a is not None else 0.0 for a in rel["accuracy"]])
+    conf = np.array([c if c is not None else 0.0 for c in rel["confidence"]])
+    count = np.asarray(rel["count"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(centres, acc, width=width, edgecolor="black", alpha=0.8, label="accuracy")
+    top.bar(centres, conf - acc, bottom=acc, width=width, color="tab:red", alpha=0.3, label="gap to confidence")
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.set_title(title or "reliability diagram")
+    top.legend(loc="upper left")
+    bottom.bar(centres, count, width=width, color="gray", edgecolor="black")
+    bottom.set_xlabel("confidence (max predicted probability)")
+    bottom.set_ylabel("examples")
+    bottom.set_xlim(0, 1)
+    return _save(fig, path)

@@ -1,0 +1,108 @@
+"""Reports a person looks at: PNGs in the run folder, terminal tables for one run or several, the mistakes CSV.
+
+Everything is drawn from the files a run folder holds (``metrics.json``, ``train_log.jsonl``, ``run_info.json``),
+so ``adapters-kit report DIR`` regenerates the same pictures at any time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.table import Table
+
+from adapters_kit.checkpoint import read_json
+from adapters_kit.plots import confusion_matrix_png, curves_png, reliability_png
+
+TABLE_KEYS = ("n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
+              "top_k_accuracy", "roc_auc", "log_loss", "ece", "examples_per_second", "latency_ms_p50",
+              "latency_ms_p95")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
+    """One column per evaluated split, one row per scalar metric."""
+    splits = [s for s, m in metrics.items() if isinstance(m, dict) and "accuracy" in m]
+    table = Table(title=title or None)
+    table.add_column("metric")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for key in TABLE_KEYS:
+        if any(key in metrics[s] for s in splits):
+            table.add_row(key, *[_fmt(metrics[s].get(key)) for s in splits])
+    if any(metrics[s].get("top_k") for s in splits):
+        table.add_row("top_k", *[_fmt(metrics[s].get("top_k")) for s in splits])
+    return table
+
+
+def compare_table(run_dirs: Sequence[str | Path], split: str = "test") -> Table:
+    """Side-by-side summary of several runs on one split."""
+    table = Table(title=f"runs compared on {split}")
+    table.add_column("")
+    rows: dict[str, list[str]] = {k: [] for k in ("model", "method", "trainable params", "train seconds",
+                                                  "train samples/s", *TABLE_KEYS)}
+    for d in run_dirs:
+        d = Path(d)
+        cfg, info, metrics = (read_json(d / f) for f in ("train_config.json", "run_info.json", "metrics.json"))
+        table.add_column(d.name, justify="right")
+        m, train = metrics.get(split, {}), metrics.get("train", {})
+        rows["model"].append(cfg["model"] if len(cfg["model"]) < 30 else "..." + cfg["model"][-27:])
+        rows["method"].append(cfg["method"])
+        rows["trainable params"].append(f"{info.get('trainable_parameters', 0):,}")
+        rows["train seconds"].append(_fmt(train.get("train_seconds")))
+        rows["train samples/s"].append(_fmt(train.get("samples_per_second")))
+        for k in TABLE_KEYS:
+            rows[k].append(_fmt(m.get(k)) if m else "-")
+    for name, values in rows.items():
+        table.add_row(name, *values)
+    return table
+
+
+def write_report(run_dir: str | Path) -> list[Path]:
+    """(Re)draw the PNGs of a run folder; returns the files written."""
+    d = Path(run_dir)
+    metrics, info = read_json(d / "metrics.json"), read_json(d / "run_info.json")
+    cfg = read_json(d / "train_config.json")
+    names = info["labels"]
+    written = []
+    split = "test" if "confusion_matrix" in metrics.get("test", {}) else "validation"
+    if "confusion_matrix" in metrics.get(split, {}):
+        cm = metrics[split]["confusion_matrix"]
+        written.append(confusion_matrix_png(cm, names, d / "confusion_matrix.png", title=f"confusion matrix ({split})"))
+        written.append(confusion_matrix_png(cm, names, d / "confusion_matrix_normalized.png", normalize=True,
+                                            title=f"confusion matrix ({split}, row-normalised)"))
+    if "reliability" in metrics.get(split, {}):
+        written.append(reliability_png(metrics[split]["reliability"], d / "reliability.png",
+                                       title=f"reliability diagram ({split}, ECE {metrics[split]['ece']:.4f})"))
+    log_path = d / "train_log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    history = [h for h in info.get("history", []) if h.get("split", "validation") == "validation"]
+    if log and "global_step" in log[0]:
+        written.append(curves_png(log, history, cfg.get("best_metric", "f1_macro"), d / "curves.png"))
+    return written
+
+
+def write_mistakes(path: str | Path, rows: list[dict[str, Any]], inputs: Sequence[Any], names: Sequence[str]) -> Path:
+    """CSV of the most confident mistakes: input preview, true label, predicted label, score."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "input", "true", "predicted", "score"])
+        for r in rows:
+            preview = " ".join(str(inputs[r["index"]]).split())[:200]
+            w.writerow([r["index"], preview, names[r["true"]], names[r["predicted"]], f"{r['score']:.6f}"])
+    os.replace(tmp, path)
+    return path
