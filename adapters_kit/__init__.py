@@ -5,10 +5,11 @@ __version__ = "0.1.0"
 from adapters_kit.config import TrainConfig, load_config  # noqa: E402
 from adapters_kit.errors import UserError  # noqa: E402
 
-__all__ = ["AdapterTrainer", "Classifier", "TrainConfig", "UserError", "__version__", "evaluate_run", "load",
-           "load_config"]
+__all__ = ["AdapterTrainer", "Classifier", "StreamingMetrics", "TrainConfig", "UserError", "__version__",
+           "evaluate_module", "evaluate_run", "load", "load_config"]
 
 _LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit.trainer",
+         "StreamingMetrics": "adapters_kit.metrics", "evaluate_module": "adapters_kit.metrics",
          "Classifier": "adapters_kit.inference", "load": "adapters_kit.inference"}
 
 

@@ -102,15 +102,19 @@ class StreamingMetrics:
 
     def _update_auc(self, logp: np.ndarray, labels: np.ndarray) -> None:
         scores = logp[:, 1:] if self.k == 2 else logp  # binary AUC ranks by the positive class only
-        if self._scores is not None:
-            self._scores.append(scores)
-            self._labels.append(labels)
-            if self.n * scores.shape[1] <= self.auc_exact_limit:
-                return
+        if self._hist is not None:
+            self._add_to_histograms(scores, labels)
+            return
+        self._scores.append(scores)
+        self._labels.append(labels)
+        if self.n * scores.shape[1] > self.auc_exact_limit:
             log.info("ROC-AUC switches to histograms after %d examples (bounded memory)", self.n)
-            scores, labels = np.concatenate(self._scores), np.concatenate(self._labels)
-            self._scores, self._labels = None, []
+            stored, self._scores, self._labels = list(zip(self._scores, self._labels)), None, []
             self._hist = np.zeros((scores.shape[1], 2, AUC_BINS), dtype=np.int64)
+            while stored:  # batch by batch, releasing each, so the switch needs no extra copy of the buffer
+                self._add_to_histograms(*stored.pop())
+
+    def _add_to_histograms(self, scores: np.ndarray, labels: np.ndarray) -> None:
         width = 2 * AUC_LOGIT_RANGE / AUC_BINS
         idx = np.clip(((_logit(scores) + AUC_LOGIT_RANGE) / width).astype(np.int64), 0, AUC_BINS - 1)
         cols = scores.shape[1]
@@ -206,3 +210,17 @@ def counts_metrics(confusion: np.ndarray, names: Sequence[str]) -> dict[str, Any
                              "support": int(support[i])} for i, name in enumerate(names)},
         "confusion_matrix": cm.tolist(),
     }
+
+
+def evaluate_module(name: str) -> str:
+    """Folder of one of the package's offline ``evaluate`` modules (``classification``, ``accuracy``, ``f1``),
+    for ``evaluate.load(evaluate_module("classification"))``."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "evaluate_modules", name)
+    if not os.path.isfile(os.path.join(path, f"{name}.py")):
+        from adapters_kit.errors import UserError
+
+        names = sorted(os.listdir(os.path.join(os.path.dirname(__file__), "evaluate_modules")))
+        raise UserError(f"unknown evaluate module {name!r}; choose one of: {', '.join(names)}")
+    return path

@@ -68,12 +68,12 @@ def curves_png(log: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]],
             ax2.plot(steps, [h.get("log_loss") for h in history], color="tab:red", ls="--", marker="x",
                      label="validation loss")
             ax2.set_ylabel("validation loss (log-loss)")
-            ax2.legend(loc="lower right")
+            ax2.legend(loc="upper right")
     right.set_xlabel("optimizer step")
     right.set_ylabel(metric)
     right.set_title(f"validation {metric}")
     right.grid(alpha=0.3)
-    right.legend(loc="upper left")
+    right.legend(loc="center right")
     return _save(fig, path)
 
 
@@ -81,12 +81,14 @@ def reliability_png(rel: dict[str, list], path: str | Path, title: str = "") -> 
     """Accuracy against confidence per bin, the diagonal being perfect calibration; bar width = bin."""
     edges = np.asarray(rel["edges"])
     centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    count = np.asarray(rel["count"])
+    used = count > 0  # empty bins have no accuracy to draw
     acc = np.array([a if a is not None else 0.0 for a in rel["accuracy"]])
     conf = np.array([c if c is not None else 0.0 for c in rel["confidence"]])
-    count = np.asarray(rel["count"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centres, acc, width=width, edgecolor="black", alpha=0.8, label="accuracy")
-    top.bar(centres, conf - acc, bottom=acc, width=width, color="tab:red", alpha=0.3, label="gap to confidence")
+    top.bar(centres[used], acc[used], width=width[used], edgecolor="black", alpha=0.8, label="accuracy")
+    top.bar(centres[used], np.abs(conf - acc)[used], bottom=np.minimum(acc, conf)[used], width=width[used],
+            color="tab:red", alpha=0.35, hatch="//", edgecolor="tab:red", label="gap to mean confidence")
     top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)

@@ -69,7 +69,10 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
             raise UserError(f"mixed precision {mp!r} differs from the launch's {state['_mixed_precision']!r}; "
                             f"pass the same value to accelerate launch and to the config")
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps)
+    # Under a multi-process launch (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA, accelerate
+    # only forms the gloo process group when told it is on CPU; otherwise every process believes it is alone.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps, cpu=cpu)
 
 
 def _load_processor(modality, path: str):
@@ -117,20 +120,22 @@ class AdapterTrainer:
         acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
                   f"mixed precision {acc.mixed_precision}")
-        loaders = self._loaders(model, splits, modality, processor)
+        token_loaders, loaders = self._loaders(model, splits, modality, processor)
         missing = [s for s in cfg.split_list() if s not in loaders]
         if missing:
             raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
                             f"{', '.join(loaders)}")
         result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names)
-        # Validation was scored with the best weights already; score the held-out splits with them now.
-        metrics: dict[str, Any] = {"validation": result.best_metrics}
+        # Validation was scored with the best weights already, unless it ran on cached features: the final
+        # numbers (speed included) always come from the whole model on the raw inputs.
+        metrics: dict[str, Any] = {} if loaders is token_loaders else {"validation": result.best_metrics}
         metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
-                        for s, loader in loaders.items() if s not in ("train", "validation")})
+                        for s, loader in token_loaders.items() if s != "train" and s not in metrics})
         metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
                             "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                            "best_epoch": result.best_epoch, "best_step": result.best_step,
+                            "num_processes": acc.num_processes, "best_epoch": result.best_epoch,
+                            "best_step": result.best_step,
                             "stopped_early": result.stopped_early}
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
@@ -151,7 +156,8 @@ class AdapterTrainer:
             raise RuntimeError("call train() first")
         return Classifier(self.run)
 
-    def _loaders(self, model, splits, modality, processor) -> dict:
+    def _loaders(self, model, splits, modality, processor) -> tuple[dict, dict]:
+        """(loaders of model inputs, loaders the loop trains and selects on): the same, or cached features."""
         cfg, acc = self.cfg, self.accelerator
         with acc.main_process_first():
             prepared = prepare(splits.datasets, modality, processor, cfg.max_length)
@@ -159,14 +165,14 @@ class AdapterTrainer:
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
         if not build_adapter(cfg.method).frozen_backbone:
-            return loaders
+            return loaders, loaders
         # Frozen backbone: encode every split once (eval mode, so exactly what inference computes).
         model.to(acc.device)
         acc.print("encoding features once for the frozen backbone ...")
         plain = {s: make_loader(ds, collate, cfg.eval_batch_size, shuffle=False) for s, ds in prepared.items()}
-        return {s: feature_loader(encode(model, plain[s], acc.device),
-                                  cfg.batch_size if s == "train" else cfg.eval_batch_size,
-                                  shuffle=s == "train", seed=cfg.seed) for s in plain}
+        return loaders, {s: feature_loader(encode(model, plain[s], acc.device),
+                                           cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                           shuffle=s == "train", seed=cfg.seed) for s in plain}
 
     def _print_data(self, splits) -> None:
         r = splits.report

@@ -44,9 +44,10 @@ def test_train_script_reports_user_errors(tmp_path):
 def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_model_dir, text_files):
     cfg = config(tmp_path, tiny_model_dir, text_files, "two")
     launcher = Path(sys.executable).parent / "accelerate"
-    r = run([str(launcher), "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+    r = run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
              "--mixed_precision", "no", "--dynamo_backend", "no", "scripts/train.py", "--config", cfg])
     assert r.stdout.count("'test':") == 1, "only rank 0 prints"
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train"]["num_processes"] == 2
     assert {p.name for p in (tmp_path / "two").iterdir()} == EXPECTED
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     # every test example counted once, even though 2 processes split the batches
