@@ -128,7 +128,7 @@ class AdapterTrainer:
         result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names)
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
-        metrics: dict[str, Any] = {} if loaders is token_loaders else {"validation": result.best_metrics}
+        metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}
         metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
                         for s, loader in token_loaders.items() if s != "train" and s not in metrics})
         metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
