@@ -1,6 +1,7 @@
 """Adapter strategies: which backbone parameters train, and how that state is saved and restored.
 
 Every strategy trains the classification head; the head itself is saved by ``checkpoint`` for all of them.
+Registered methods: ``probe``, ``lora``, ``dora``, ``ia3`` (PEFT), ``unfreeze-top-k`` and ``full``.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ import os
 import re
 from typing import Protocol
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from adapters_kit.config import TrainConfig
+from adapters_kit.errors import UserError
 from adapters_kit.registry import Registry
 
-_BLOCK = re.compile(r"\.\d+\.")  # a module inside a repeated block: encoder.layer.3.attention.self.query
+_BLOCK = re.compile(r"\.(\d+)\.")  # a module inside a repeated block: encoder.layer.3.attention.self.query
+_ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
+BACKBONE_WEIGHTS = "backbone_trainable.safetensors"
 
 
 class Adapter(Protocol):
@@ -46,6 +51,30 @@ def block_linear_names(backbone: nn.Module) -> list[str]:
             if isinstance(module, nn.Linear) and _BLOCK.search(f".{name}.")]
 
 
+def select_targets(backbone: nn.Module, spec: str) -> list[str]:
+    """``attention``, ``mlp``, ``all-linear`` or comma-separated module-name suffixes -> full module names.
+
+    Attention layers are the block linears whose path mentions attention (``attention``, ``attn``, ``self_attn``);
+    the other block linears are the MLP.
+    """
+    linears = block_linear_names(backbone)
+    if spec == "all-linear":
+        chosen = linears
+    elif spec in ("attention", "mlp"):
+        chosen = [n for n in linears if bool(_ATTENTION.search(n)) == (spec == "attention")]
+    else:
+        wanted = [w.strip() for w in spec.split(",") if w.strip()]
+        chosen = [n for n in linears if any(n == w or n.endswith("." + w) for w in wanted)]
+        unknown = [w for w in wanted if not any(n == w or n.endswith("." + w) for n in linears)]
+        if unknown:
+            examples = sorted({n.split(".")[-1] for n in linears})
+            raise UserError(f"--targets names no linear layer of the backbone: {', '.join(unknown)}; block "
+                            f"linears are named: {', '.join(examples)} (or use attention, mlp, all-linear)")
+    if not chosen:
+        raise UserError(f"--targets {spec!r} selects no linear layer in the blocks of {type(backbone).__name__}")
+    return chosen
+
+
 @ADAPTERS.register("probe")
 class Probe:
     """Feature-based transfer: the backbone is frozen; only the head trains (on cached pooled features)."""
@@ -65,22 +94,23 @@ class Probe:
         return backbone.requires_grad_(False)
 
 
-@ADAPTERS.register("lora")
-class Lora:
-    """PEFT LoRA on every attention/MLP linear layer of the backbone's blocks; base weights frozen."""
+class _Peft:
+    """A PEFT adapter on the selected block linears; base weights frozen. Saved in PEFT's own format."""
 
-    name = "lora"
-    default_lr = 1e-3
     default_epochs = 2
     frozen_backbone = False
 
+    def peft_config(self, targets: list[str], cfg: TrainConfig):
+        raise NotImplementedError
+
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
-        targets = block_linear_names(backbone)
-        if not targets:
-            raise ValueError(f"no linear layers inside repeated blocks of {type(backbone).__name__}")
-        config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                            target_modules=targets, bias="none")
-        return get_peft_model(backbone, config)
+        targets = select_targets(backbone, cfg.targets)
+        if self.name in ("lora", "dora"):
+            too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape)]
+            if too_big:
+                raise UserError(f"--lora-r {cfg.lora_r} is larger than layer {too_big[0]} "
+                                f"({tuple(backbone.get_submodule(too_big[0]).weight.shape)}); lower the rank")
+        return get_peft_model(backbone, self.peft_config(targets, cfg))
 
     def save(self, backbone: nn.Module, directory: str) -> None:
         backbone.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
@@ -90,6 +120,98 @@ class Lora:
 
     def load(self, backbone: nn.Module, directory: str) -> nn.Module:
         return PeftModel.from_pretrained(backbone, directory)
+
+
+@ADAPTERS.register("lora")
+class Lora(_Peft):
+    """PEFT LoRA (default: every attention/MLP linear of the blocks)."""
+
+    name = "lora"
+    default_lr = 1e-3
+
+    def peft_config(self, targets: list[str], cfg: TrainConfig):
+        return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=targets, bias="none", use_dora=self.name == "dora")
+
+
+@ADAPTERS.register("dora")
+class Dora(Lora):
+    """PEFT DoRA: LoRA with the weight's magnitude learned separately from its direction."""
+
+    name = "dora"
+
+
+@ADAPTERS.register("ia3")
+class IA3(_Peft):
+    """PEFT (IA)^3: learned scaling vectors on the selected layers (inputs of MLP layers, outputs otherwise)."""
+
+    name = "ia3"
+    default_lr = 5e-3
+
+    def peft_config(self, targets: list[str], cfg: TrainConfig):
+        return IA3Config(target_modules=targets, feedforward_modules=[t for t in targets if not _ATTENTION.search(t)])
+
+
+class _Unfrozen:
+    """Some backbone weights train directly; exactly those are saved (safetensors), next to the head."""
+
+    default_epochs = 2
+    frozen_backbone = False
+
+    def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
+        raise NotImplementedError
+
+    def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
+        backbone.requires_grad_(False)
+        self.unfreeze(backbone, cfg)
+        return backbone
+
+    def save(self, backbone: nn.Module, directory: str) -> None:
+        state = {n: p.detach().cpu().contiguous() for n, p in backbone.named_parameters() if p.requires_grad}
+        save_file(state, os.path.join(directory, BACKBONE_WEIGHTS))
+
+    def load(self, backbone: nn.Module, directory: str) -> nn.Module:
+        state = load_file(os.path.join(directory, BACKBONE_WEIGHTS))
+        missing = set(state) - {n for n, _ in backbone.named_parameters()}
+        if missing:
+            raise UserError(f"{directory} holds weights this backbone lacks ({sorted(missing)[0]}, ...); "
+                            f"the run was trained on another model")
+        backbone.load_state_dict(state, strict=False)
+        return backbone.requires_grad_(False)
+
+
+@ADAPTERS.register("unfreeze-top-k")
+class UnfreezeTopK(_Unfrozen):
+    """Shared lower blocks stay frozen; the top ``unfreeze_k`` blocks (task-specific) train with the head."""
+
+    name = "unfreeze-top-k"
+    default_lr = 5e-5
+
+    def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
+        blocks = sorted({int(m.group(1)) for n, _ in backbone.named_parameters() if (m := _BLOCK.search(f".{n}."))})
+        if not blocks:
+            raise UserError(f"{type(backbone).__name__} has no repeated blocks to unfreeze; use another method")
+        if cfg.unfreeze_k > len(blocks):
+            raise UserError(f"--unfreeze-k {cfg.unfreeze_k} exceeds the backbone's {len(blocks)} blocks")
+        top = set(blocks[-cfg.unfreeze_k:])
+        for n, p in backbone.named_parameters():
+            m = _BLOCK.search(f".{n}.")
+            if m and int(m.group(1)) in top:
+                p.requires_grad_(True)
+
+
+@ADAPTERS.register("full")
+class Full(_Unfrozen):
+    """Full fine-tuning: every backbone weight trains (and the run folder holds the whole backbone)."""
+
+    name = "full"
+    default_lr = 3e-5
+
+    def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
+        # adapters_kit pools the last hidden states itself, so a backbone's own pooler (BERT's) gets no gradient:
+        # leave it frozen rather than carry (and make DDP wait for) parameters that never learn.
+        for n, p in backbone.named_parameters():
+            p.requires_grad_(not n.startswith("pooler."))
 
 
 def build_adapter(name: str) -> Adapter:

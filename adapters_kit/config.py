@@ -35,14 +35,16 @@ class TrainConfig:
     """Data: a built-in name (``adapters-kit datasets``), a ``load_dataset`` id or path, or
     ``train=a.csv,test=b.csv`` (CSV, TSV, JSON, JSONL, Parquet)."""
     method: str = "lora"
-    """Adapter strategy: ``lora`` (PEFT LoRA + trained head) or ``probe`` (frozen backbone + linear head)."""
+    """Adapter strategy: ``lora``, ``dora``, ``ia3`` (PEFT), ``probe`` (frozen backbone), ``unfreeze-top-k``
+    (top blocks train) or ``full``; the head always trains."""
     output: str = "runs/latest"
     """Run folder to write; refused if it holds another run, unless ``overwrite``."""
     epochs: int | None = None
-    """Passes over the training split; ``None`` takes the method's default (lora 2, probe 30: probe epochs run
-    on cached features and cost almost nothing)."""
+    """Passes over the training split; ``None`` takes the method's default (probe 30: its epochs run on cached
+    features and cost almost nothing; every other method 2)."""
     lr: float | None = None
-    """Peak learning rate of AdamW; ``None`` takes the method's default (lora 1e-3, probe 1e-2)."""
+    """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora 1e-3, ia3 5e-3, probe 1e-2,
+    unfreeze-top-k 5e-5, full 3e-5)."""
     batch_size: int = 16
     """Training examples per optimizer step, per process (before gradient accumulation)."""
     eval_batch_size: int = 64
@@ -75,6 +77,10 @@ class TrainConfig:
     """LoRA scaling numerator (scale = alpha / r)."""
     lora_dropout: float = 0.1
     """Dropout on the LoRA input."""
+    targets: str = "all-linear"
+    """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
+    unfreeze_k: int = 2
+    """Blocks (from the top) that train with ``unfreeze-top-k``."""
     pooling: str | None = None
     """How token/frame states become one vector: ``mean``, ``cls``, ``last``; ``None`` = the modality default."""
     head: str = "linear"
@@ -102,7 +108,8 @@ class TrainConfig:
 
         need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
              f"epochs must be a positive integer, got {self.epochs!r}")
-        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k"):
+        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k",
+                     "unfreeze_k"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("eval_steps", "early_stopping_patience"):

@@ -22,7 +22,7 @@ from adapters_kit.config import TrainConfig
 from adapters_kit.data import load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
 from adapters_kit.evaluation import evaluate
-from adapters_kit.features import encode, feature_loader
+from adapters_kit.features import backbone_fingerprint, cached_encode, feature_loader
 from adapters_kit.heads import HEADS, POOLERS
 from adapters_kit.inference import Classifier
 from adapters_kit.loop import train as train_loop
@@ -125,6 +125,9 @@ class AdapterTrainer:
         if missing:
             raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
                             f"{', '.join(loaders)}")
+        # Re-seed: whether probe features came from the cache or were encoded (which draws random numbers while
+        # saving them) must not change the dropout masks and so the result.
+        set_seed(cfg.seed)
         result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names)
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
@@ -166,13 +169,17 @@ class AdapterTrainer:
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
         if not build_adapter(cfg.method).frozen_backbone:
             return loaders, loaders
-        # Frozen backbone: encode every split once (eval mode, so exactly what inference computes).
+        # Frozen backbone: encode every split once (eval mode, so exactly what inference computes), or find the
+        # features of an earlier run with the same weights, pooling and preprocessed data in the cache.
         model.to(acc.device)
-        acc.print("encoding features once for the frozen backbone ...")
-        plain = {s: make_loader(ds, collate, cfg.eval_batch_size, shuffle=False) for s, ds in prepared.items()}
-        return loaders, {s: feature_loader(encode(model, plain[s], acc.device),
-                                           cfg.batch_size if s == "train" else cfg.eval_batch_size,
-                                           shuffle=s == "train", seed=cfg.seed) for s in plain}
+        key = backbone_fingerprint(model)
+        features = {}
+        for s, ds in prepared.items():
+            plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
+            features[s], hit = cached_encode(model, ds, plain, acc.device, key)
+            acc.print(f"{s}: features {'from the cache' if hit else 'encoded once'} ({len(ds)} examples)")
+        return loaders, {s: feature_loader(f, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                           shuffle=s == "train", seed=cfg.seed) for s, f in features.items()}
 
     def _print_data(self, splits) -> None:
         r = splits.report

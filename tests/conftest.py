@@ -15,6 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache(tmp_path_factory):
+    """Tests share one fresh feature cache, never the user's."""
+    os.environ["ADAPTERS_KIT_CACHE"] = str(tmp_path_factory.mktemp("adapters_kit_cache"))
+
 TOPICS = {
     "sport": "match goal team player coach league score win season stadium".split(),
     "business": "market shares profit bank economy company price trade investor growth".split(),

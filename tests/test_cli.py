@@ -122,7 +122,7 @@ def test_overwrite_replaces_a_run(capsys, train_args, tmp_path):
 
 def test_bad_flag_values(capsys, train_args):
     assert "epochs must be a positive integer" in error_of(capsys, train_args + ["--epochs", "0"])
-    assert "unknown method 'adapterfusion'; choose one of: lora, probe" in error_of(
+    assert "unknown method 'adapterfusion'; choose one of: dora, full, ia3, lora, probe, unfreeze-top-k" in error_of(
         capsys, train_args + ["--method", "adapterfusion"])
     assert "unknown pooling 'max'" in error_of(capsys, train_args + ["--pooling", "max"])
 

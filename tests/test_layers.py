@@ -16,7 +16,7 @@ LAYER = {
 }
 L1_PEERS = {"modalities", "heads", "adapters", "objectives"}
 ONLY = {"accelerate": {"loop", "evaluation", "checkpoint", "inference", "hub", "export", "cli", "trainer"},
-        "peft": {"adapters", "checkpoint"}, "datasets": {"data", "modalities", "cli"},
+        "peft": {"adapters", "checkpoint"}, "datasets": {"data", "modalities", "features", "cli"},
         "huggingface_hub": {"hub"}, "matplotlib": {"plots"}, "rich": {"report", "cli"}}
 
 

@@ -1,0 +1,60 @@
+"""Each method trains exactly its intended parameters; everything else stays bit-identical after a step."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, BertModel
+
+from adapters_kit import TrainConfig, UserError
+from adapters_kit.adapters import ADAPTERS, select_targets
+from adapters_kit.loop import make_optimizer
+from adapters_kit.modeling import build_model
+
+
+def intended(method: str, name: str) -> bool:
+    """Which parameter names each method is meant to train (the head always)."""
+    if name.startswith("head."):
+        return True
+    return {"probe": False, "lora": "lora_" in name, "dora": "lora_" in name, "ia3": "ia3_" in name,
+            "full": "pooler" not in name, "unfreeze-top-k": ".layer.1." in name}[method]
+
+
+@pytest.mark.parametrize("method", ADAPTERS.names())
+def test_one_step_changes_exactly_the_intended_parameters(method, tiny_model_dir):
+    cfg = TrainConfig(method=method, pooling="mean", unfreeze_k=1, lr=1e-2, lora_dropout=0.0)
+    model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=3)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {n for n, _ in model.named_parameters() if intended(method, n)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = tok(["team goal match win", "bank shares profit", "phone chip data"], padding=True, return_tensors="pt")
+    opt = make_optimizer(model, cfg.lr, 0.0)
+    model.train()
+    for _ in range(2):  # two steps: LoRA's B starts at zero, so A only moves from the second step
+        F.cross_entropy(model(**batch), torch.tensor([0, 1, 2])).backward()
+        opt.step()
+        opt.zero_grad()
+    for n, p in model.named_parameters():
+        if n in names:
+            assert not torch.equal(p, before[n]) or p.numel() == 0, f"{method}: {n} did not move"
+        else:
+            assert torch.equal(p, before[n]), f"{method}: frozen {n} changed"
+
+
+def test_target_selection_by_type(tiny_model_dir):
+    bb = BertModel.from_pretrained(tiny_model_dir)
+    attention, mlp = select_targets(bb, "attention"), select_targets(bb, "mlp")
+    assert len(attention) == 2 * 4 and len(mlp) == 2 * 2 and not set(attention) & set(mlp)
+    assert all(n.endswith(("intermediate.dense", "output.dense")) and "attention" not in n for n in mlp)
+    assert select_targets(bb, "query,value") == [n for n in attention if n.endswith(("query", "value"))]
+    with pytest.raises(UserError, match="names no linear layer of the backbone: q_proj; block linears are named"):
+        select_targets(bb, "q_proj")
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"method": "lora", "lora_r": 64}, "larger than layer"),
+    ({"method": "unfreeze-top-k", "unfreeze_k": 5}, "exceeds the backbone's 2 blocks"),
+])
+def test_bad_combinations_fail_at_start(tiny_model_dir, kw, message):
+    with pytest.raises(UserError, match=message):
+        build_model(TrainConfig(pooling="mean", **kw), BertModel.from_pretrained(tiny_model_dir), num_labels=3)
