@@ -1,7 +1,7 @@
 """Adapter strategies: which backbone parameters train, and how that state is saved and restored.
 
 Every strategy trains the classification head; the head itself is saved by ``checkpoint`` for all of them.
-Registered methods: ``probe``, ``lora``, ``dora``, ``ia3`` (PEFT), ``unfreeze-top-k`` and ``full``.
+Registered methods: ``probe``, ``lora``, ``dora``, ``ia3`` (PEFT), ``lp-ft``, ``unfreeze-top-k`` and ``full``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Adapter(Protocol):
     default_epochs: int
     frozen_backbone: bool
     """True when the backbone never changes, so its pooled features can be computed once and reused."""
+    probe_first: bool
+    """True for LP-FT: the head is first trained as a linear probe on the untouched backbone's features."""
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module: ...
 
@@ -83,6 +85,7 @@ class Probe:
     default_lr = 1e-2
     default_epochs = 30
     frozen_backbone = True
+    probe_first = False
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         return backbone.requires_grad_(False)
@@ -99,13 +102,14 @@ class _Peft:
 
     default_epochs = 2
     frozen_backbone = False
+    probe_first = False
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         raise NotImplementedError
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         targets = select_targets(backbone, cfg.targets)
-        if self.name in ("lora", "dora"):
+        if isinstance(self, Lora):
             too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape)]
             if too_big:
                 raise UserError(f"--lora-r {cfg.lora_r} is larger than layer {too_big[0]} "
@@ -141,6 +145,16 @@ class Dora(Lora):
     name = "dora"
 
 
+@ADAPTERS.register("lp-ft")
+class LpFt(Lora):
+    """Linear probe, then fine-tune (Kumar et al., 2022): the head is trained first on frozen features (LoRA's
+    B matrices start at zero, so the adapted backbone computes exactly the pretrained features), then LoRA and
+    the head train together from that head. Saved like ``lora``."""
+
+    name = "lp-ft"
+    probe_first = True
+
+
 @ADAPTERS.register("ia3")
 class IA3(_Peft):
     """PEFT (IA)^3: learned scaling vectors on the selected layers (inputs of MLP layers, outputs otherwise)."""
@@ -157,6 +171,7 @@ class _Unfrozen:
 
     default_epochs = 2
     frozen_backbone = False
+    probe_first = False
 
     def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
         raise NotImplementedError

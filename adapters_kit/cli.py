@@ -22,7 +22,7 @@ from adapters_kit.errors import UserError
 TRAIN_FLAGS = {
     "model": (str, "built-in name, checkpoint folder or Hub id"),
     "data": (str, "built-in name, load_dataset id/path, or train=a.csv,test=b.csv"),
-    "method": (str, "lora, dora, ia3, probe, unfreeze-top-k or full"),
+    "method": (str, "lora, dora, ia3, lp-ft, probe, unfreeze-top-k or full"),
     "output": (str, "run folder to write"),
     "epochs": (int, None), "lr": (float, None), "batch_size": (int, None), "eval_batch_size": (int, None),
     "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
@@ -31,6 +31,7 @@ TRAIN_FLAGS = {
     "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
     "lora_alpha": (int, None), "lora_dropout": (float, None),
     "targets": (str, "attention, mlp, all-linear or module names"), "unfreeze_k": (int, None),
+    "probe_epochs": (int, None),
     "pooling": (str, "mean, cls or last"),
     "head": (str, "linear or mlp"), "best_metric": (str, None), "eval_steps": (int, None),
     "eval_splits": (str, "comma-separated, e.g. validation,test"), "early_stopping_patience": (int, None),

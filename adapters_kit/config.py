@@ -81,6 +81,8 @@ class TrainConfig:
     """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
     unfreeze_k: int = 2
     """Blocks (from the top) that train with ``unfreeze-top-k``."""
+    probe_epochs: int = 10
+    """``lp-ft``: epochs of the linear-probe stage (on cached features, at the probe's learning rate 1e-2)."""
     pooling: str | None = None
     """How token/frame states become one vector: ``mean``, ``cls``, ``last``; ``None`` = the modality default."""
     head: str = "linear"
@@ -109,7 +111,7 @@ class TrainConfig:
         need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
              f"epochs must be a positive integer, got {self.epochs!r}")
         for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k",
-                     "unfreeze_k"):
+                     "unfreeze_k", "probe_epochs"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("eval_steps", "early_stopping_patience"):

@@ -102,6 +102,7 @@ class AdapterTrainer:
         self.accelerator = accelerator or make_accelerator(self.cfg)
         self.model = None
         self.run: LoadedRun | None = None
+        self.probe_stage: dict | None = None
 
     def train(self) -> dict[str, Any]:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
@@ -113,6 +114,10 @@ class AdapterTrainer:
         with acc.main_process_first():
             splits = load_splits(cfg, modality.input_columns)
         names = splits.labels.names
+        missing = [s for s in cfg.split_list() if s not in splits.datasets]
+        if missing:
+            raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
+                            f"{', '.join(splits.datasets)}")
         self._print_data(splits)
         set_seed(cfg.seed)
         model = build_model(cfg, load_backbone(modality.backbone_class, path), len(names))
@@ -121,10 +126,6 @@ class AdapterTrainer:
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
                   f"mixed precision {acc.mixed_precision}")
         token_loaders, loaders = self._loaders(model, splits, modality, processor)
-        missing = [s for s in cfg.split_list() if s not in loaders]
-        if missing:
-            raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
-                            f"{', '.join(loaders)}")
         # Re-seed: whether probe features came from the cache or were encoded (which draws random numbers while
         # saving them) must not change the dropout masks and so the result.
         set_seed(cfg.seed)
@@ -134,12 +135,7 @@ class AdapterTrainer:
         metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}
         metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
                         for s, loader in token_loaders.items() if s != "train" and s not in metrics})
-        metrics["train"] = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
-                            "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
-                            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                            "num_processes": acc.num_processes, "best_epoch": result.best_epoch,
-                            "best_step": result.best_step,
-                            "stopped_early": result.stopped_early}
+        metrics["train"] = self._train_figures(result)
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
         if acc.is_main_process:
@@ -152,6 +148,17 @@ class AdapterTrainer:
             write_report(cfg.output)
         acc.wait_for_everyone()
         return metrics
+
+    def _train_figures(self, result) -> dict[str, Any]:
+        """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes."""
+        figures = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
+                   "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "num_processes": self.accelerator.num_processes, "best_epoch": result.best_epoch,
+                   "best_step": result.best_step, "stopped_early": result.stopped_early}
+        if self.probe_stage:
+            figures["probe_stage"] = self.probe_stage
+        return figures
 
     def classifier(self) -> Classifier:
         """The in-memory trained model as a :class:`Classifier` (what ``load(output)`` gives back)."""
@@ -167,10 +174,17 @@ class AdapterTrainer:
         collate = modality.collator(processor)
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
-        if not build_adapter(cfg.method).frozen_backbone:
-            return loaders, loaders
-        # Frozen backbone: encode every split once (eval mode, so exactly what inference computes), or find the
-        # features of an earlier run with the same weights, pooling and preprocessed data in the cache.
+        adapter = build_adapter(cfg.method)
+        if adapter.frozen_backbone:
+            return loaders, self._feature_loaders(model, prepared, collate)
+        if adapter.probe_first:
+            self._probe_stage(model, self._feature_loaders(model, prepared, collate), splits.labels.names)
+        return loaders, loaders
+
+    def _feature_loaders(self, model, prepared, collate) -> dict:
+        """Encode every split once (eval mode, so exactly what inference computes), or find the features of an
+        earlier run with the same weights, pooling and preprocessed data in the cache."""
+        cfg, acc = self.cfg, self.accelerator
         model.to(acc.device)
         key = backbone_fingerprint(model)
         features = {}
@@ -178,8 +192,18 @@ class AdapterTrainer:
             plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
             features[s], hit = cached_encode(model, ds, plain, acc.device, key)
             acc.print(f"{s}: features {'from the cache' if hit else 'encoded once'} ({len(ds)} examples)")
-        return loaders, {s: feature_loader(f, cfg.batch_size if s == "train" else cfg.eval_batch_size,
-                                           shuffle=s == "train", seed=cfg.seed) for s, f in features.items()}
+        return {s: feature_loader(f, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                  shuffle=s == "train", seed=cfg.seed) for s, f in features.items()}
+
+    def _probe_stage(self, model, feature_loaders: dict, names) -> None:
+        """LP-FT's first stage: train the head alone on the untouched backbone's features (best epoch kept)."""
+        cfg = self.cfg.replace(lr=build_adapter("probe").default_lr, epochs=self.cfg.probe_epochs, eval_steps=None,
+                               eval_splits="validation", early_stopping_patience=None)
+        self.accelerator.print(f"linear-probe stage: {cfg.epochs} epochs on cached features")
+        set_seed(cfg.seed)
+        result = train_loop(cfg, model, feature_loaders["train"], {"validation": feature_loaders["validation"]},
+                            self.accelerator, names)
+        self.probe_stage = {"validation_" + cfg.best_metric: result.best_score, "best_epoch": result.best_epoch}
 
     def _print_data(self, splits) -> None:
         r = splits.report

@@ -15,7 +15,8 @@ def intended(method: str, name: str) -> bool:
     """Which parameter names each method is meant to train (the head always)."""
     if name.startswith("head."):
         return True
-    return {"probe": False, "lora": "lora_" in name, "dora": "lora_" in name, "ia3": "ia3_" in name,
+    return {"probe": False, "lora": "lora_" in name, "dora": "lora_" in name, "lp-ft": "lora_" in name,
+            "ia3": "ia3_" in name,
             "full": "pooler" not in name, "unfreeze-top-k": ".layer.1." in name}[method]
 
 
@@ -58,3 +59,17 @@ def test_target_selection_by_type(tiny_model_dir):
 def test_bad_combinations_fail_at_start(tiny_model_dir, kw, message):
     with pytest.raises(UserError, match=message):
         build_model(TrainConfig(pooling="mean", **kw), BertModel.from_pretrained(tiny_model_dir), num_labels=3)
+
+
+def test_lp_ft_starts_lora_from_the_probed_head(tiny_cfg, tmp_path):
+    """With a vanishing fine-tuning lr, LP-FT must predict exactly what the probe stage alone (a probe run) does:
+    LoRA's zero-initialised B leaves the features untouched during the probe stage."""
+    from adapters_kit import AdapterTrainer
+
+    probe = AdapterTrainer(tiny_cfg(method="probe", lr=1e-2, epochs=3, output=str(tmp_path / "p"))).train()
+    lpft = AdapterTrainer(tiny_cfg(method="lp-ft", lr=1e-12, probe_epochs=3, epochs=1, output=str(tmp_path / "l")))
+    metrics = lpft.train()
+    assert metrics["train"]["probe_stage"]["best_epoch"] == probe["train"]["best_epoch"]
+    assert metrics["test"]["confusion_matrix"] == probe["test"]["confusion_matrix"]
+    assert metrics["test"]["log_loss"] == pytest.approx(probe["test"]["log_loss"], abs=1e-6)
+    assert (tmp_path / "l" / "adapter_model.safetensors").exists()

@@ -15,7 +15,7 @@ PROBE_TEXTS = [t for t, _ in make_texts(4, seed=9)]
 RUN_FILES = {"head.safetensors", "labels.json", "train_config.json", "run_info.json", "metrics.json",
              "train_log.jsonl", "tokenizer.json", "tokenizer_config.json"}
 PEFT_FILES = {"adapter_config.json", "adapter_model.safetensors"}
-ADAPTER_FILES = {"lora": PEFT_FILES, "dora": PEFT_FILES, "ia3": PEFT_FILES, "probe": set(),
+ADAPTER_FILES = {"lora": PEFT_FILES, "dora": PEFT_FILES, "ia3": PEFT_FILES, "lp-ft": PEFT_FILES, "probe": set(),
                  "unfreeze-top-k": {"backbone_trainable.safetensors"}, "full": {"backbone_trainable.safetensors"}}
 
 
