@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from adapters_kit.catalog import DATASETS, MODELS
@@ -165,6 +166,8 @@ def _quiet_libraries() -> None:
     import datasets
     import transformers
 
+    # peft reads a property transformers deprecated; the warning is about their code, not the user's run.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
