@@ -37,6 +37,7 @@ TRAIN_FLAGS = {
     "head": (str, "linear or mlp"), "best_metric": (str, None), "eval_steps": (int, None),
     "eval_splits": (str, "comma-separated, e.g. validation,test"), "early_stopping_patience": (int, None),
     "top_k": (int, None),
+    "cache_features": (str, "true or false: probes train on features encoded once"),
 }
 
 
@@ -70,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="*")
     pr.add_argument("--file", help="one input per line")
     pr.add_argument("--top-k", type=int, default=1)
+    b = sub.add_parser("bench", help="benchmark adapters_kit against transformers Trainer + PEFT, side by side")
+    b.add_argument("--quick", action="store_true", help="minutes: bbc-news, 64 tokens, 200 examples, 1 epoch")
+    b.add_argument("--scenarios", help="comma-separated, from train-lora, probe, roofline (default: all)")
+    b.add_argument("--model", help="backbone (default minilm-l6)")
+    b.add_argument("--data", action="append", help="data spec, repeat for several (default bbc-news and "
+                                                   "20newsgroups)")
+    b.add_argument("--max-length", help="comma-separated token limits (default 128,256)")
+    b.add_argument("--epochs", type=int)
+    b.add_argument("--max-train-samples", type=int)
+    b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
     sub.add_parser("models", help="list built-in backbones")
     sub.add_parser("datasets", help="list built-in datasets")
     return p
@@ -82,10 +93,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
                      [fmt.format(*map(str, r)) for r in rows])
 
 
-def _show(table) -> None:
+def _show(table, width: int = 100) -> None:
     from rich.console import Console
 
-    Console(width=max(100, shutil.get_terminal_size().columns)).print(table)
+    Console(width=max(width, shutil.get_terminal_size().columns)).print(table)
 
 
 def cmd_train(args) -> int:
@@ -155,6 +166,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from adapters_kit.bench import BenchConfig, run_bench, write_result
+    from adapters_kit.report import bench_tables
+
+    def listed(value, cast=str):
+        try:
+            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
+
+    given = dict(model=args.model, epochs=args.epochs, max_train_samples=args.max_train_samples,
+                 scenarios=args.scenarios and listed(args.scenarios), data=args.data and tuple(args.data),
+                 max_length=args.max_length and listed(args.max_length, int))
+    kw = {k: v for k, v in given.items() if v}
+    cfg = BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)
+    result = run_bench(cfg)
+    for table in bench_tables(result):
+        _show(table, width=150)
+    print(f"written to {write_result(result, args.output)}")
+    return 0
+
+
 def cmd_list(items: dict) -> int:
     rows = [[a.name, "yes" if a.installed() else "no", a.description, a.install] for a in items.values()]
     print(_table(rows, ["name", "installed", "description", "install with"]))
@@ -177,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "eval", "predict"):
+    if args.command in ("train", "eval", "predict", "bench"):
         _quiet_libraries()
     commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-                "compare": cmd_compare,
+                "compare": cmd_compare, "bench": cmd_bench,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:
         return commands[args.command](args)

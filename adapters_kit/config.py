@@ -98,6 +98,10 @@ class TrainConfig:
     """Stop after this many evaluations without a better ``best_metric``; the best weights are restored."""
     top_k: int = 5
     """k of ``top_k_accuracy``."""
+    cache_features: bool = True
+    """``probe``: encode each split once and train the head on the cached features; ``False`` runs the frozen
+    backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
+    baseline)."""
     overwrite: bool = False
     """Replace an existing run folder."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,14 @@ class AdapterClassifier(nn.Module):
             features = self.features(**inputs)
         return self.head(features)
 
+    def train(self, mode: bool = True) -> "AdapterClassifier":
+        """Train mode for the parts that learn; a wholly frozen backbone stays in eval mode (no dropout), so it
+        computes exactly the features inference sees, as a probe's cached features are."""
+        super().train(mode)
+        if mode and not any(p.requires_grad for p in self.backbone.parameters()):
+            self.backbone.eval()
+        return self
+
     def trainable_parameters(self) -> tuple[int, int]:
         """(trainable, total) parameter counts."""
         total = sum(p.numel() for p in self.parameters())

@@ -106,3 +106,24 @@ def write_mistakes(path: str | Path, rows: list[dict[str, Any]], inputs: Sequenc
             w.writerow([r["index"], preview, names[r["true"]], names[r["predicted"]], f"{r['score']:.6f}"])
     os.replace(tmp, path)
     return path
+
+
+BENCH_COLUMNS = [("samples_per_second", "samples/s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:.0f}"),
+           ("seconds_per_epoch", "s/epoch", "{:.1f}"), ("train_seconds", "train s", "{:.1f}"),
+           ("wall_seconds", "wall s", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+           ("accuracy", "test acc", "{:.4f}"), ("f1_macro", "test F1", "{:.4f}"), ("mfu", "MFU", "{:.1%}")]
+
+
+def bench_tables(result: dict[str, Any]) -> list:
+    """``adapters-kit bench``'s result as tables: one per run (sides as rows), its ratios as the caption."""
+    out = []
+    for run in result["runs"]:
+        t = Table(title=f"{run['scenario']}: {run['data']}, max length {run['max_length']}")
+        t.add_column("side")
+        for _, title, _ in BENCH_COLUMNS:
+            t.add_column(title, justify="right")
+        for side, fig in run["sides"].items():
+            t.add_row(side, *[fmt.format(fig[k]) if fig.get(k) is not None else "-" for k, _, fmt in BENCH_COLUMNS])
+        t.caption = "  ".join(f"{k} {v:.3g}" for k, v in run["ratios"].items() if v is not None)
+        out.append(t)
+    return out

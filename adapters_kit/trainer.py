@@ -175,6 +175,8 @@ class AdapterTrainer:
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
         adapter = build_adapter(cfg.method)
+        if adapter.frozen_backbone and not cfg.cache_features:
+            return loaders, loaders
         if adapter.frozen_backbone:
             return loaders, self._feature_loaders(model, prepared, collate)
         if adapter.probe_first:

@@ -69,3 +69,21 @@ def test_damaged_cache_entry_is_rebuilt(tiny_cfg, tmp_path, count_backbone_calls
     metrics, n, sizes = run(tiny_cfg(method="probe", output=str(tmp_path / "b"), seed=11, max_length=12),
                             count_backbone_calls)
     assert n > batches(sizes, ("validation", "test")) and metrics["test"]["n"] > 0
+
+
+def test_without_the_cache_the_backbone_runs_every_epoch_and_learns_the_same(tiny_cfg, tmp_path,
+                                                                            count_backbone_calls):
+    calls = count_backbone_calls
+    cached, n_cached, sizes = run(tiny_cfg(method="probe", epochs=3, output=str(tmp_path / "a")), calls)
+    plain, n_plain, _ = run(tiny_cfg(method="probe", epochs=3, output=str(tmp_path / "b"), cache_features=False),
+                            calls)
+    final_eval = batches(sizes, ("validation", "test"))
+    # every epoch: all training batches (batch 8) and the validation pass, then test (validation was already
+    # scored on the whole model by the loop, with the best weights)
+    assert n_plain == 3 * (batches(sizes, ("train",), bs=8) + batches(sizes, ("validation",))) + \
+        batches(sizes, ("test",))
+    assert n_cached == final_eval + batches(sizes, ("train", "validation", "test"))
+    # the frozen backbone stays in eval mode while the head trains, so both see the same features
+    for split in ("validation", "test"):
+        assert plain[split]["log_loss"] == pytest.approx(cached[split]["log_loss"], rel=1e-4)
+        assert plain[split]["confusion_matrix"] == cached[split]["confusion_matrix"]

@@ -1,0 +1,146 @@
+"""``adapters-kit bench``: adapters_kit against a transformers ``Trainer`` + PEFT script, side by side.
+
+Every side runs in a child process of this one (``adapters_kit.bench_sides``) on the same backbone, data, split,
+hyper-parameters and seed; this module runs them one after another (never two at once: they would share the
+cores), prints a table and the ratios computed from the measured numbers, and writes everything to JSON.
+
+Scenarios:
+
+- ``train-lora``: (A) ``trainer-tutorial``, (B) ``trainer-best``, (C) ``adapters-kit`` at the same settings,
+  (D) ``adapters-kit-defaults``; ratios C/A and C/B of samples/s, and D against B for time to a model as good.
+- ``probe``: a probe on cached features against re-encoding every epoch (10 epochs).
+- ``roofline``: the fp32 matmul peak of this machine, measured in the same run, and each training side's model
+  FLOP/s as a share of it (MFU). FLOPs per token come from ``torch.utils.flop_counter`` on one unpadded
+  forward + backward at the run's max length, times the real (unpadded) tokens trained on, so padding counts
+  as waste, not as work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adapters_kit.errors import UserError
+
+SCENARIOS = ("train-lora", "probe", "roofline")
+TRAIN_SIDES = ("trainer-tutorial", "trainer-best", "adapters-kit", "adapters-kit-defaults")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings shared by every side (the baseline's recipe: LoRA r=8 on query/value, lr 5e-4, batch 16)."""
+
+    model: str = "minilm-l6"
+    data: tuple[str, ...] = ("bbc-news", "20newsgroups")
+    max_length: tuple[int, ...] = (128, 256)
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 5e-4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    seed: int = 42
+    max_train_samples: int | None = None
+    probe_epochs: int = 10
+    scenarios: tuple[str, ...] = SCENARIOS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, **kw) -> "BenchConfig":
+        """Minutes, not hours: one data set, 64 tokens, 200 training examples, one epoch."""
+        base = dict(data=("bbc-news",), max_length=(64,), epochs=1, max_train_samples=200)
+        return cls(**{**base, **kw})
+
+
+def matmul_peak_gflops(n: int = 1024, seconds: float = 2.0) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul on this machine (all threads torch uses), after a warm-up."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One side in a fresh Python process; its own peak RSS and imports do not leak into the next side."""
+    cmd = [sys.executable, "-m", "adapters_kit.bench_sides", json.dumps(spec)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((x for x in r.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if r.returncode != 0 or line is None:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"bench side {spec['side']} failed: {tail[0][:300]}")
+    return json.loads(line[len("BENCH_RESULT "):])
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def train_lora_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The claims of the scenario, each computed from the measured figures of the sides."""
+    a, b, c, d = (sides[s] for s in TRAIN_SIDES)
+    return {"samples_per_second_C_over_A": _ratio(c["samples_per_second"], a["samples_per_second"]),
+            "samples_per_second_C_over_B": _ratio(c["samples_per_second"], b["samples_per_second"]),
+            "wall_seconds_D_over_B": _ratio(d["wall_seconds"], b["wall_seconds"]),
+            "accuracy_D_minus_B": d["accuracy"] - b["accuracy"],
+            "peak_rss_C_over_B": _ratio(c["peak_rss_mb"], b["peak_rss_mb"])}
+
+
+def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
+    """Run the chosen scenarios; returns the JSON-ready result (settings, per-side figures, ratios)."""
+    unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
+    if unknown:
+        raise UserError(f"unknown bench scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    shared = dict(model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lora_r=cfg.lora_r,
+                  lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, seed=cfg.seed,
+                  max_train_samples=cfg.max_train_samples)
+    out: dict[str, Any] = {"settings": {k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                           "torch_threads": torch.get_num_threads(), "runs": []}
+    if "roofline" in cfg.scenarios:
+        out["matmul_peak_gflops"] = matmul_peak_gflops()
+        log(f"fp32 matmul peak: {out['matmul_peak_gflops']:.1f} GFLOP/s")
+    for data in cfg.data:
+        for max_length in cfg.max_length if "train-lora" in cfg.scenarios else ():
+            sides = {}
+            for side in TRAIN_SIDES:
+                log(f"train-lora {data} max_length {max_length}: {side} ...")
+                sides[side] = run_child({**shared, "side": side, "data": data, "max_length": max_length})
+                if "matmul_peak_gflops" in out:
+                    sides[side]["mfu"] = sides[side]["model_flops_per_second"] / (out["matmul_peak_gflops"] * 1e9)
+            out["runs"].append({"scenario": "train-lora", "data": data, "max_length": max_length, "sides": sides,
+                                "ratios": train_lora_ratios(sides)})
+        if "probe" in cfg.scenarios:
+            sides = {}
+            for side in ("probe-reencode", "probe-cached"):
+                log(f"probe {data}: {side} ...")
+                sides[side] = run_child({**shared, "side": side, "data": data, "epochs": cfg.probe_epochs,
+                                         "max_length": cfg.max_length[0]})
+            r, c = sides["probe-reencode"], sides["probe-cached"]
+            out["runs"].append({"scenario": "probe", "data": data, "max_length": cfg.max_length[0], "sides": sides,
+                                "ratios": {"speedup_cached": _ratio(r["train_seconds"], c["train_seconds"]),
+                                           "accuracy_cached_minus_reencode": c["accuracy"] - r["accuracy"]}})
+    return out
+
+
+def write_result(result: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

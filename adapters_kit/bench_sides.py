@@ -1,0 +1,183 @@
+"""The competitors of a benchmark, each run alone in a child process: ``python -m adapters_kit.bench_sides SPEC``.
+
+SPEC is a JSON object (``side`` plus the shared settings); the child prints one JSON line of measurements.
+Sides:
+
+- ``trainer-tutorial``: transformers ``Trainer`` + PEFT LoRA as tutorials write it (``padding="max_length"``);
+- ``trainer-best``: the same with dynamic padding (``DataCollatorWithPadding``) and length-grouped sampling;
+- ``adapters-kit``: ``AdapterTrainer`` with exactly the shared settings (LoRA on the same modules, same lr...);
+- ``adapters-kit-defaults``: ``AdapterTrainer`` with its own defaults (what a user gets without tuning);
+- ``probe-cached`` / ``probe-reencode``: a probe on cached features against re-encoding every epoch.
+
+Every side loads the same clean splits through :func:`adapters_kit.data.load_splits`, so the data, its
+de-duplication and its split are identical. Training time covers the training steps only; ``wall_seconds``
+is the whole side (load, tokenise, train, evaluate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from torch.utils.flop_counter import FlopCounterMode
+
+from adapters_kit.catalog import resolve_model
+from adapters_kit.config import TrainConfig
+from adapters_kit.data import load_splits
+from adapters_kit.modalities import get_modality
+
+TRAINER_TARGETS = ["query", "value"]
+"""The LoRA targets tutorials (and the issue's baseline) use for BERT-family encoders."""
+
+
+def _splits(spec: dict[str, Any]):
+    cfg = TrainConfig(data=spec["data"], max_train_samples=spec.get("max_train_samples"), seed=spec["seed"])
+    return load_splits(cfg, get_modality("text").input_columns)
+
+
+def _real_tokens(tokenizer, texts: list[str], max_length: int) -> int:
+    """Tokens a model must read (no padding), the unit of tokens/s for every side."""
+    return int(sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]))
+
+
+def _flops_per_token(model: torch.nn.Module, tokenizer, max_length: int) -> float:
+    """Forward+backward FLOPs of one unpadded sequence of ``max_length`` tokens, counted by torch's
+    ``FlopCounterMode`` (matmuls and attention), divided by its length."""
+    batch = tokenizer(["word " * max_length], truncation=True, max_length=max_length, return_tensors="pt")
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(**batch)
+        logits = out.logits if hasattr(out, "logits") else out
+        logits.float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch["input_ids"].shape[1]
+
+
+def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    path = resolve_model(spec["model"])[0]
+    splits = _splits(spec)
+    tok = AutoTokenizer.from_pretrained(path)
+    set_seed(spec["seed"])
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(splits.labels))
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=spec["lora_r"], lora_alpha=spec["lora_alpha"],
+                                             lora_dropout=spec["lora_dropout"], target_modules=TRAINER_TARGETS))
+    padding = False if best else "max_length"
+
+    def tokenize(batch):
+        return tok(batch["input"], truncation=True, max_length=spec["max_length"], padding=padding)
+
+    data = splits.datasets.map(tokenize, batched=True, remove_columns=["input"]).rename_column("label", "labels")
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=spec["batch_size"], per_device_eval_batch_size=64,
+            learning_rate=spec["lr"], num_train_epochs=spec["epochs"], seed=spec["seed"], weight_decay=0.01,
+            report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no", use_cpu=True,
+            disable_tqdm=True, train_sampling_strategy="group_by_length" if best else "random")
+        collator = DataCollatorWithPadding(tok) if best else default_data_collator
+        trainer = Trainer(model=model, args=args, train_dataset=data["train"], data_collator=collator)
+        start = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - start
+        # Predictions travel with their own labels: with length grouping the order may differ from the split's.
+        pred = trainer.predict(data["test"])
+    y_pred, y_true = np.argmax(pred.predictions, -1), pred.label_ids
+    return {"train_seconds": train_seconds, "accuracy": accuracy_score(y_true, y_pred),
+            "f1_macro": f1_score(y_true, y_pred, average="macro"),
+            "flops_per_token": _flops_per_token(model, tok, spec["max_length"]),
+            **_sizes(spec, splits, tok)}
+
+
+def _sizes(spec, splits, tok) -> dict[str, Any]:
+    train = splits.datasets["train"]
+    return {"train_examples": len(train), "samples": len(train) * spec["epochs"],
+            "tokens": _real_tokens(tok, list(train["input"]), spec["max_length"]) * spec["epochs"]}
+
+
+def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
+    from adapters_kit.trainer import AdapterTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shared = dict(model=spec["model"], data=spec["data"], output=f"{tmp}/run", seed=spec["seed"],
+                      max_length=spec["max_length"], max_train_samples=spec.get("max_train_samples"), method="lora")
+        if not defaults:
+            shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
+                          lora_r=spec["lora_r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec["lora_dropout"],
+                          targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0)
+        trainer = AdapterTrainer(TrainConfig(**shared))
+        metrics = trainer.train()
+        cfg, model, tok = trainer.cfg, trainer.model, trainer.run.processor
+        splits = _splits({**spec, "epochs": cfg.epochs})
+        sizes = _sizes({**spec, "epochs": cfg.epochs}, splits, tok)
+        flops = _flops_per_token(model, tok, spec["max_length"])
+    return {"train_seconds": metrics["train"]["train_seconds"], "accuracy": metrics["test"]["accuracy"],
+            "f1_macro": metrics["test"]["f1_macro"], "flops_per_token": flops, "epochs": cfg.epochs, **sizes}
+
+
+def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """A linear probe for ``spec['epochs']`` epochs: on features encoded once, or re-encoding every epoch."""
+    import os
+
+    from adapters_kit.trainer import AdapterTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ADAPTERS_KIT_CACHE"] = f"{tmp}/cache"  # a cold cache: the first encoding is paid for
+        cfg = TrainConfig(model=spec["model"], data=spec["data"], output=f"{tmp}/run", method="probe",
+                          epochs=spec["epochs"], seed=spec["seed"], max_length=spec["max_length"],
+                          max_train_samples=spec.get("max_train_samples"), cache_features=cached)
+        start = time.perf_counter()
+        metrics = AdapterTrainer(cfg).train()
+        seconds = time.perf_counter() - start
+    return {"train_seconds": seconds, "accuracy": metrics["test"]["accuracy"],
+            "f1_macro": metrics["test"]["f1_macro"], "samples": metrics["train"]["train_samples"]}
+
+
+SIDES = {
+    "trainer-tutorial": lambda s: _trainer_side(s, best=False),
+    "trainer-best": lambda s: _trainer_side(s, best=True),
+    "adapters-kit": lambda s: _adapters_kit_side(s, defaults=False),
+    "adapters-kit-defaults": lambda s: _adapters_kit_side(s, defaults=True),
+    "probe-cached": lambda s: _probe_side(s, cached=True),
+    "probe-reencode": lambda s: _probe_side(s, cached=False),
+}
+
+
+def run_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one side in this process and add throughput, wall time and peak RSS to its measurements."""
+    torch.manual_seed(spec["seed"])
+    start = time.perf_counter()
+    result = SIDES[spec["side"]](spec)
+    result["wall_seconds"] = time.perf_counter() - start
+    secs = max(result["train_seconds"], 1e-9)
+    result["samples_per_second"] = result["samples"] / secs
+    if "tokens" in result:
+        result["tokens_per_second"] = result["tokens"] / secs
+        result["seconds_per_epoch"] = secs / result.get("epochs", spec["epochs"])
+        result["model_flops_per_second"] = result["flops_per_token"] * result["tokens"] / secs
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
+
+
+if __name__ == "__main__":
+    logging.disable(logging.WARNING)  # run_child sets the libraries' own verbosity and progress bars by env
+    out = run_side(json.loads(sys.argv[1]))
+    sys.stdout.write("BENCH_RESULT " + json.dumps(out) + "\n")

@@ -1,0 +1,57 @@
+"""`adapters-kit bench --quick` produces a complete, well-formed result; no timing is asserted."""
+
+import json
+import math
+
+import pytest
+
+from adapters_kit.bench import TRAIN_SIDES, train_lora_ratios
+from adapters_kit.cli import main
+
+FIGURES = {"samples_per_second", "tokens_per_second", "train_seconds", "wall_seconds", "peak_rss_mb", "accuracy",
+           "f1_macro", "mfu", "model_flops_per_second", "seconds_per_epoch"}
+
+
+def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text_files, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    data = f"train={text_files['train']},test={text_files['test']}"
+    code = main(["bench", "--quick", "--model", tiny_model_dir, "--data", data, "--max-length", "16",
+                 "--output", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["matmul_peak_gflops"] > 0
+    lora, probe = result["runs"]
+    assert lora["scenario"] == "train-lora" and probe["scenario"] == "probe"
+    assert set(lora["sides"]) == set(TRAIN_SIDES)
+    for side, fig in lora["sides"].items():
+        assert FIGURES <= set(fig), side
+        assert all(fig[k] > 0 for k in FIGURES - {"accuracy", "f1_macro"}), side
+        assert 0 <= fig["accuracy"] <= 1
+        assert fig["samples_per_second"] == pytest.approx(fig["samples"] / fig["train_seconds"])
+        assert fig["mfu"] == pytest.approx(fig["model_flops_per_second"] / (result["matmul_peak_gflops"] * 1e9))
+        assert fig["train_seconds"] <= fig["wall_seconds"]
+    # same data and settings on every side that shares them
+    sizes = {fig["train_examples"] for fig in lora["sides"].values()}
+    assert len(sizes) == 1
+    assert lora["ratios"] == pytest.approx(train_lora_ratios(lora["sides"]))
+    assert lora["ratios"]["samples_per_second_C_over_A"] == pytest.approx(
+        lora["sides"]["adapters-kit"]["samples_per_second"] / lora["sides"]["trainer-tutorial"]["samples_per_second"])
+    r, c = probe["sides"]["probe-reencode"], probe["sides"]["probe-cached"]
+    assert probe["ratios"]["speedup_cached"] == pytest.approx(r["train_seconds"] / c["train_seconds"])
+    assert c["accuracy"] == pytest.approx(r["accuracy"])  # the same probe, computed twice over
+    shown = capsys.readouterr().out
+    assert "samples_per_second_C_over_B" in shown and "probe-cached" in shown
+
+
+def test_unknown_scenario_is_one_line_error(capsys):
+    assert main(["bench", "--scenarios", "nope"]) == 2
+    assert "unknown bench scenario nope" in capsys.readouterr().err
+
+
+def test_ratio_of_missing_figure_is_none():
+    sides = {s: {"samples_per_second": 2.0, "wall_seconds": 4.0, "accuracy": 0.5, "peak_rss_mb": 10.0}
+             for s in TRAIN_SIDES}
+    sides["trainer-tutorial"]["samples_per_second"] = 0.0
+    ratios = train_lora_ratios(sides)
+    assert ratios["samples_per_second_C_over_A"] is None and ratios["samples_per_second_C_over_B"] == 1.0
+    assert not any(isinstance(v, float) and math.isnan(v) for v in ratios.values() if v is not None)
