@@ -189,8 +189,8 @@ def render_card(data: CardData) -> str:
     """The card's Markdown text."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True, trim_blocks=True,
-                             undefined=jinja2.StrictUndefined, autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True,
+                             trim_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)
     return env.get_template(TEMPLATE).render(**data.context())
 
 
