@@ -200,7 +200,7 @@ def cmd_export(args) -> int:
         raise UserError("--max-samples must be a positive integer")
     report = export_run(args.run_dir, args.to, args.output, data=args.data, split=args.split,
                         max_samples=args.max_samples)
-    rows = [[r["artefact"], f"{r['size_mb']:.1f} MB", "-" if r["examples_per_second"] is None else
+    rows = [[r["artefact"], f"{r['size_mb']:.2f} MB", "-" if r["examples_per_second"] is None else
              f"{r['examples_per_second']:.1f}", "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"]
             for r in report["rows"]]
     print(_table(rows, ["artefact", "size on disk", "examples/s", "accuracy"]))
