@@ -71,7 +71,6 @@ def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revi
     write_card(root, load_id=repo_id)
     files = files_to_push(root)
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=token)
     try:
@@ -81,10 +80,20 @@ def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revi
         info = api.upload_folder(repo_id=repo_id, folder_path=str(root), allow_patterns=files, revision=revision,
                                  commit_message=commit_message or f"Upload adapters_kit run {root.name}",
                                  repo_type="model")
-    except HfHubHTTPError as e:
-        raise UserError(f"push to {repo_id} failed: {_first_line(e)}") from None
+    except Exception as e:
+        if _is_network_error(e):
+            raise UserError(f"push to {repo_id} failed: {_first_line(e)}") from None
+        raise
     log.info("pushed %d files to %s", len(files), url)
     return PushResult(repo_url=str(url), commit_url=getattr(info, "commit_url", None), files=files)
+
+
+def _is_network_error(e: Exception) -> bool:
+    """HTTP errors from the Hub, offline mode, and the HTTP client's transport errors (refused, timed out...)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    return isinstance(e, (HfHubHTTPError, OfflineModeIsEnabled, OSError)) or \
+        type(e).__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3")
 
 
 def _first_line(e: Exception) -> str:

@@ -130,3 +130,16 @@ def test_offline_hub_id_not_cached_is_one_line_error(tmp_path, monkeypatch, caps
     assert main(["predict", "nobody/nothing", "some text"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "neither a run folder nor in the Hugging Face cache" in err
+
+
+def test_push_while_offline_or_unreachable_is_one_line(run_copy, capsys):
+    # the test process runs with HF_HUB_OFFLINE=1 (conftest): huggingface_hub refuses to connect
+    assert main(["push", str(run_copy), "--repo-id", "user/name"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("adapters-kit: error: push to user/name failed: ")
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "adapters_kit", "push", str(run_copy), "--repo-id", "user/name"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("adapters-kit: error: push to user/name failed: ")
