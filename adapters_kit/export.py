@@ -313,18 +313,20 @@ def measure(run: LoadedRun, rows: list[dict], data: str | None, split: str, max_
     else:
         batches = [b for b in _sample_batches(run) for _ in range(8)]
     labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
-    predictions = []
+    seconds, preds = [0.0] * len(rows), [[] for _ in rows]
     with torch.inference_mode():
         for row in rows:
             row["predict"](batches[0])  # warm-up
-            start, preds = time.perf_counter(), []
-            for batch in batches:
-                preds.append(row["predict"](batch).argmax(-1))
-            elapsed = time.perf_counter() - start
-            n = sum(len(p) for p in preds)
-            row["examples_per_second"] = n / max(elapsed, 1e-9)
-            predictions.append(torch.cat(preds))
-            row["accuracy"] = float((predictions[-1] == torch.cat(labels)).float().mean()) if labels else None
+        # Artefacts take turns batch by batch, so a machine whose load changes (shared cores) slows all alike.
+        for batch in batches:
+            for i, row in enumerate(rows):
+                start = time.perf_counter()
+                preds[i].append(row["predict"](batch).argmax(-1))
+                seconds[i] += time.perf_counter() - start
+    predictions = [torch.cat(p) for p in preds]
+    for row, pred, elapsed in zip(rows, predictions, seconds):
+        row["examples_per_second"] = len(pred) / max(elapsed, 1e-9)
+        row["accuracy"] = float((pred == torch.cat(labels)).float().mean()) if labels else None
     lines = []
     for row, pred in zip(rows[1:], predictions[1:]):
         same = float((pred == predictions[0]).float().mean())
