@@ -255,7 +255,7 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
             artefact = lambda b: qmodel(**b)  # noqa: E731
         else:
             raise UserError(f"--to must be merged, onnx or int8, got {to!r}")
-    artefact_mb = folder_mb(out) if to != "onnx" else (out / "model.onnx").stat().st_size / 2**20
+    artefact_mb = folder_mb(out)
     rows = [{"artefact": "run (adapter)", "size_mb": run_size_mb(Path(run_dir), _base_path(run)),
              "predict": lambda b: run.model(**b)},
             {"artefact": to, "size_mb": artefact_mb, "predict": artefact}]
