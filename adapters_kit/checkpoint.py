@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from safetensors.torch import load_file, save_file
 
 from adapters_kit.adapters import build_adapter
-from adapters_kit.catalog import resolve_model
+from adapters_kit.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
 from adapters_kit.data import LabelMap
 from adapters_kit.errors import UserError
@@ -109,19 +109,51 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is corrupt ({e.msg}); retrain or restore the run folder") from None
 
 
-def load_run(directory: str | Path) -> LoadedRun:
-    """Rebuild the trained classifier of a run folder, in eval mode."""
+def _is_hub_id(name: str) -> bool:
+    return bool(name) and name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
+
+
+def resolve_base(root: Path, cfg: TrainConfig, info: dict[str, Any], base_model: str | None = None) -> str:
+    """Where the run's base model is on this machine: ``base_model`` if given; the recorded backbone path if it
+    exists here; a built-in's packaged copy; else a Hub id from ``train_config.json`` or ``adapter_config.json``
+    (runs copied from another machine record folder paths that do not exist here)."""
+    if base_model:
+        return base_model
+    recorded = info.get("backbone_path", "")
+    if recorded and os.path.exists(recorded):
+        return recorded
+    if cfg.model in MODELS:
+        return MODELS[cfg.model].path()
+    adapter_cfg = root / "adapter_config.json"
+    peft_base = read_json(adapter_cfg).get("base_model_name_or_path") or "" if adapter_cfg.exists() else ""
+    for candidate in (cfg.model, peft_base):
+        if candidate and (os.path.isdir(candidate) or _is_hub_id(candidate)):
+            return candidate
+    raise UserError(f"the base model of {root} ({cfg.model}) is not on this machine; pass base_model= (API) with "
+                    f"a local copy of it")
+
+
+def check_format(root: Path, info: dict[str, Any]) -> None:
+    """Older formats load (missing keys get defaults); a newer one is refused in one line."""
+    version = info.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{root} was written by a newer adapters_kit (run format {version}; this version reads up "
+                        f"to {FORMAT_VERSION}); upgrade adapters_kit to load it")
+
+
+def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
+    """Rebuild the trained classifier of a run folder, in eval mode. ``base_model`` overrides where the
+    backbone is loaded from (a local copy when the recorded one is elsewhere)."""
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"run folder {root} does not exist; give the --output folder of a training run")
     info = read_json(root / "run_info.json")
-    if info.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{root} was written by a newer adapters_kit (format {info['format_version']}); upgrade")
+    check_format(root, info)
     cfg = from_dict(read_json(root / "train_config.json"))
     raw = read_json(root / "labels.json")["id2label"]
     labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
-    modality = get_modality(info["modality"])
-    path = info["backbone_path"] if os.path.exists(info["backbone_path"]) else resolve_model(cfg.model)[0]
+    modality = get_modality(info.get("modality", "text"))
+    path = resolve_base(root, cfg, info, base_model)
     backbone = build_adapter(cfg.method).load(load_backbone(modality.backbone_class, path), str(root))
     head = build_head(cfg.head, feature_dim(backbone.config), len(labels))
     head.load_state_dict(load_file(str(root / "head.safetensors")))

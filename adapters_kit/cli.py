@@ -81,6 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int)
     b.add_argument("--max-train-samples", type=int)
     b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
+    cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
+    cd.add_argument("run_dir")
+    cd.add_argument("--repo-id", help="Hub repo the how-to-load snippet names (default: the run folder)")
+    pu = sub.add_parser("push", help="upload a run folder's publishable files to a Hub model repo")
+    pu.add_argument("run_dir")
+    pu.add_argument("--repo-id", required=True, help="user/name")
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--revision", help="branch to commit to (created if missing); default main")
+    pu.add_argument("--commit-message")
+    pu.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; send nothing")
+    pu.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login); never written anywhere")
+    ex = sub.add_parser("export", help="merged / ONNX / int8 artefact of a run, verified against it")
+    ex.add_argument("run_dir")
+    ex.add_argument("--to", required=True, choices=["merged", "onnx", "int8"])
+    ex.add_argument("--output", required=True, help="folder to write (must be new or empty)")
+    ex.add_argument("--data", help="data spec to measure accuracy and speed on (as for eval)")
+    ex.add_argument("--split", default="test")
+    ex.add_argument("--max-samples", type=int, help="measure on at most this many examples of the split")
     sub.add_parser("models", help="list built-in backbones")
     sub.add_parser("datasets", help="list built-in datasets")
     return p
@@ -188,6 +206,44 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_card(args) -> int:
+    from adapters_kit.card import write_card
+
+    print(f"wrote {write_card(args.run_dir, load_id=args.repo_id)}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from adapters_kit.hub import push_run
+
+    result = push_run(args.run_dir, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message, token=args.token, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"dry run: would upload {len(result.files)} file(s) to {args.repo_id}:")
+    else:
+        print(f"uploaded {len(result.files)} file(s) to {result.repo_url} ({result.commit_url}):")
+    for name in result.files:
+        print(f"  {name}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from adapters_kit.export import export_run
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise UserError("--max-samples must be a positive integer")
+    report = export_run(args.run_dir, args.to, args.output, data=args.data, split=args.split,
+                        max_samples=args.max_samples)
+    rows = [[r["artefact"], f"{r['size_mb']:.2f} MB", "-" if r["examples_per_second"] is None else
+             f"{r['examples_per_second']:.1f}", "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"]
+            for r in report["rows"]]
+    print(_table(rows, ["artefact", "size on disk", "examples/s", "accuracy"]))
+    for line in report["checks"]:
+        print(line)
+    print(f"written to {args.output}")
+    return 0
+
+
 def cmd_list(items: dict) -> int:
     rows = [[a.name, "yes" if a.installed() else "no", a.description, a.install] for a in items.values()]
     print(_table(rows, ["name", "installed", "description", "install with"]))
@@ -210,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "eval", "predict", "bench"):
+    if args.command in ("train", "eval", "predict", "bench", "export"):
         _quiet_libraries()
     commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-                "compare": cmd_compare, "bench": cmd_bench,
+                "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export, "bench": cmd_bench,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:
         return commands[args.command](args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,6 +52,19 @@ class Classifier:
         return [r[0] for r in rows] if top_k == 1 else rows
 
 
-def load(directory: str | Path, batch_size: int = 32) -> Classifier:
-    """Load a run folder into a ready :class:`Classifier` (one line, CPU, eval mode)."""
-    return Classifier(load_run(directory), batch_size=batch_size)
+def is_hub_id(name: str) -> bool:
+    """``user/name`` that is not an existing path."""
+    name = str(name)
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
+
+
+def load(directory_or_repo: str | Path, batch_size: int = 32, *, revision: str | None = None,
+         token: str | None = None, base_model: str | None = None) -> Classifier:
+    """Load a run folder, or a run pushed to the Hub (``user/name``, fetched into the Hugging Face cache), into a
+    ready :class:`Classifier` (CPU, eval mode). ``base_model`` overrides where the backbone comes from."""
+    directory = directory_or_repo
+    if is_hub_id(str(directory_or_repo)):
+        from adapters_kit.hub import download_run
+
+        directory = download_run(str(directory_or_repo), revision=revision, token=token)
+    return Classifier(load_run(directory, base_model=base_model), batch_size=batch_size)

@@ -16,6 +16,7 @@ from accelerate.utils import set_seed
 
 from adapters_kit import __version__
 from adapters_kit.adapters import build_adapter
+from adapters_kit.card import write_card
 from adapters_kit.catalog import resolve_model
 from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, write_json
 from adapters_kit.config import TrainConfig
@@ -146,6 +147,7 @@ class AdapterTrainer:
             save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
                      labels=splits.labels, metrics=metrics, info=info, log=result.log)
             write_report(cfg.output)
+            write_card(cfg.output)  # after save_run, which removed PEFT's own stub README
         acc.wait_for_everyone()
         return metrics
 

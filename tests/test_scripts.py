@@ -10,7 +10,7 @@ ROOT = Path(__file__).parents[1]
 EXPECTED = {"adapter_config.json", "adapter_model.safetensors", "head.safetensors", "labels.json",
             "confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png", "curves.png",
             "metrics.json", "run_info.json", "tokenizer.json", "tokenizer_config.json", "train_config.json",
-            "train_log.jsonl"}
+            "train_log.jsonl", "README.md"}
 
 
 def config(tmp_path, tiny_model_dir, text_files, name):

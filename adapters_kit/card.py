@@ -1,0 +1,205 @@
+"""Model cards: data read from a run folder's JSON files, rendered from the Jinja2 template in ``model_cards/``.
+
+The card is written as the run folder's ``README.md`` (what the Hub shows) on every train and by
+``adapters-kit card DIR``. Its YAML front matter follows the Hub's model-card metadata (``library_name``,
+``base_model``, ``pipeline_tag``, ``tags``, ``datasets``, ``metrics``, ``model-index``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters_kit.checkpoint import read_json
+from adapters_kit.errors import UserError
+
+TEMPLATE = "model_card.md.j2"
+PEFT_METHODS = ("lora", "dora", "ia3", "lp-ft")
+# Built-in backbones ship inside packages; the card names the Hub checkpoint they are a copy of.
+KNOWN_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
+# The pipeline task of each modality; vision and audio slot in by name.
+PIPELINE_TAGS = {"text": "text-classification", "vision": "image-classification", "audio": "audio-classification"}
+EXAMPLE_INPUTS = {"text": '["Shares rose sharply after the results were published."]',
+                  "vision": '["photo.jpg"]', "audio": '["clip.wav"]'}
+INPUT_KINDS = {"text": "texts", "vision": "images", "audio": "audio clips"}
+METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "ia3": "an (IA)^3 adapter",
+               "lp-ft": "a LoRA adapter trained after a linear-probe stage (LP-FT)",
+               "probe": "a linear probe on the frozen backbone", "unfreeze-top-k": "the top blocks fine-tuned",
+               "full": "full fine-tuning"}
+METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
+
+
+def template_dir() -> Path:
+    """The ``model_cards/`` folder: ``$ADAPTERS_KIT_CARD_TEMPLATES``, else the one beside the package (a source
+    checkout or an editable install)."""
+    candidates = [os.environ.get("ADAPTERS_KIT_CARD_TEMPLATES"), Path(__file__).resolve().parents[1] / "model_cards"]
+    for c in candidates:
+        if c and (Path(c) / TEMPLATE).is_file():
+            return Path(c)
+    raise UserError(f"model card template {TEMPLATE} not found (looked in {candidates[1]}); install adapters_kit "
+                    f"from its source tree or set ADAPTERS_KIT_CARD_TEMPLATES to a folder holding it")
+
+
+def hub_base_model(model: str) -> str | None:
+    """The Hub id of a backbone, or None when it is a local folder the Hub cannot link to."""
+    if model in KNOWN_HUB_IDS:
+        return KNOWN_HUB_IDS[model]
+    if os.path.isabs(model) or model.startswith((".", "~")) or model.count("/") != 1 or os.path.isdir(model):
+        return None
+    return model
+
+
+@dataclass
+class CardData:
+    """Everything the card says, taken from ``train_config.json``, ``run_info.json``, ``metrics.json`` and
+    ``labels.json``. ``load_id`` is what the how-to-load snippet passes to ``load`` (run folder or Hub repo id)."""
+
+    load_id: str
+    cfg: dict[str, Any]
+    info: dict[str, Any]
+    metrics: dict[str, Any]
+    labels: list[str]
+    confusion_matrix: str | None = None
+    extra_tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_run(cls, directory: str | Path, load_id: str | None = None) -> "CardData":
+        root = Path(directory)
+        raw = read_json(root / "labels.json")["id2label"]
+        png = "confusion_matrix.png" if (root / "confusion_matrix.png").exists() else None
+        return cls(load_id=load_id or str(root), cfg=read_json(root / "train_config.json"),
+                   info=read_json(root / "run_info.json"), metrics=read_json(root / "metrics.json"),
+                   labels=[raw[str(i)] for i in range(len(raw))], confusion_matrix=png)
+
+    @property
+    def modality(self) -> str:
+        return self.info.get("modality", "text")
+
+    @property
+    def is_peft(self) -> bool:
+        return self.cfg["method"] in PEFT_METHODS
+
+    def splits(self) -> list[str]:
+        return [s for s, m in self.metrics.items() if isinstance(m, dict) and "accuracy" in m]
+
+    def front_matter(self) -> dict[str, Any]:
+        """The Hub metadata block."""
+        tag = PIPELINE_TAGS.get(self.modality, "text-classification")
+        meta: dict[str, Any] = {"library_name": "peft" if self.is_peft else "pytorch"}
+        base = hub_base_model(self.cfg["model"])
+        if base:
+            meta["base_model"] = base
+        meta["pipeline_tag"] = tag
+        meta["tags"] = ["adapters_kit", self.cfg["method"], tag, *(["peft"] if self.is_peft else []),
+                        *self.extra_tags]
+        meta["datasets"] = [] if "=" in self.cfg["data"] else [self.cfg["data"]]
+        meta["metrics"] = ["accuracy", "f1"]
+        results = [{"task": {"type": tag, "name": tag.replace("-", " ").capitalize()},
+                    "dataset": {"name": self.dataset, "type": self.dataset, "split": s},
+                    "metrics": [{"type": "accuracy", "value": round(self.metrics[s]["accuracy"], 4),
+                                 "name": "Accuracy"},
+                                {"type": "f1", "value": round(self.metrics[s]["f1_macro"], 4), "name": "F1 (macro)",
+                                 "args": {"average": "macro"}}]}
+                   for s in self.splits()]
+        meta["model-index"] = [{"name": self.title, "results": results}]
+        return meta
+
+    @property
+    def dataset(self) -> str:
+        data = self.cfg["data"]
+        return data if "=" not in data else "custom files"
+
+    @property
+    def title(self) -> str:
+        name = self.load_id.rstrip("/").split("/")[-1] or "run"
+        return f"{name}: {self.cfg['method']} on {self.cfg['model'].rstrip('/').split('/')[-1]}"
+
+    def context(self) -> dict[str, Any]:
+        """The template's variables."""
+        cfg, info = self.cfg, self.info
+        trainable, total = info.get("trainable_parameters", 0), info.get("total_parameters", 0)
+        support_split = next((s for s in ("test", "validation") if s in self.splits()), None)
+        per_class = self.metrics.get(support_split, {}).get("per_class", {}) if support_split else {}
+        sizes = info.get("data_report", {}).get("sizes", {})
+        return {
+            "front_matter": yaml.safe_dump(self.front_matter(), sort_keys=False, allow_unicode=True).strip(),
+            "title": self.title, "pipeline_tag": PIPELINE_TAGS.get(self.modality, "text-classification"),
+            "method_description": METHOD_TEXT.get(cfg["method"], cfg["method"]),
+            "base_model": hub_base_model(cfg["model"]), "model": cfg["model"], "dataset": self.dataset,
+            "adapters_kit_version": info.get("adapters_kit_version", "?"),
+            "trainable_parameters": f"{trainable:,}", "total_parameters": f"{total:,}",
+            "trainable_share": f"{100 * trainable / total:.2f}%" if total else "n/a",
+            "load_snippet": self.load_snippet(), "peft_snippet": self.peft_snippet(), "pooling": cfg.get("pooling"),
+            "hyperparameters": self.hyperparameters(), "support_split": support_split or "-",
+            "label_rows": [{"id": i, "label": n, "support": per_class.get(n, {}).get("support", "-")}
+                           for i, n in enumerate(self.labels)],
+            "metric_rows": [{"split": s, **{k: _fmt(self.metrics[s].get(k)) for k in METRIC_COLUMNS}}
+                            for s in self.splits()],
+            "confusion_matrix": self.confusion_matrix, "input_kind": INPUT_KINDS.get(self.modality, "inputs"),
+            "num_labels": len(self.labels), "data_sizes": ", ".join(f"{s} {n}" for s, n in sizes.items()) or "?",
+            "max_length": cfg.get("max_length") if self.modality == "text" else None,
+        }
+
+    def hyperparameters(self) -> list[tuple[str, Any]]:
+        cfg = self.cfg
+        keys = ["method", "model", "pooling", "head", "epochs", "lr", "batch_size", "grad_accum_steps", "max_length",
+                "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision", "best_metric", "seed"]
+        keys += {"lora": ["lora_r", "lora_alpha", "lora_dropout", "targets"], "ia3": ["targets"],
+                 "unfreeze-top-k": ["unfreeze_k"]}.get(cfg["method"], [])
+        if cfg["method"] in ("dora", "lp-ft"):
+            keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
+                                                                            "lp-ft" else [])
+        return [(k, cfg.get(k)) for k in keys if k in cfg]
+
+    def load_snippet(self) -> str:
+        example = EXAMPLE_INPUTS.get(self.modality, '["..."]')
+        return (f"from adapters_kit import load\n\nclf = load({self.load_id!r})\n"
+                f"print(clf({example}))\nprint(clf.logits({example}).shape)")
+
+    def peft_snippet(self) -> str | None:
+        cfg = self.cfg
+        if not self.is_peft or self.modality != "text" or (cfg["head"], cfg["pooling"]) != ("linear", "mean"):
+            return None  # the snippet spells out mean pooling and the linear head
+        base = hub_base_model(cfg["model"]) or cfg["model"]
+        return ("import torch\nfrom peft import PeftModel\nfrom safetensors.torch import load_file\n"
+                "from transformers import AutoModel, AutoTokenizer\n\n"
+                f"run = {self.load_id!r}  # a local copy of this repository\n"
+                f"backbone = PeftModel.from_pretrained(AutoModel.from_pretrained({base!r}), run).eval()\n"
+                "head = load_file(f\"{run}/head.safetensors\")  # Dropout + Linear: keys 1.weight, 1.bias\n"
+                "batch = AutoTokenizer.from_pretrained(run)([\"some text\"], return_tensors=\"pt\")\n"
+                "hidden = backbone(**batch).last_hidden_state\n"
+                "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+                "pooled = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling\n"
+                "logits = pooled @ head[\"1.weight\"].T + head[\"1.bias\"]")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render_card(data: CardData) -> str:
+    """The card's Markdown text."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True,
+                             trim_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.get_template(TEMPLATE).render(**data.context())
+
+
+def write_card(directory: str | Path, load_id: str | None = None) -> Path:
+    """Render the card of a run folder into its ``README.md`` (atomic write); returns the path."""
+    root = Path(directory)
+    text = render_card(CardData.from_run(root, load_id))
+    path = root / "README.md"
+    tmp = path.with_name(".README.md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

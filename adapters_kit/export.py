@@ -1,0 +1,337 @@
+"""Deployable artefacts of a run, each verified against the run it came from.
+
+- ``merged``: adapter weights merged into the backbone (PEFT ``merge_and_unload``), saved as a transformers
+  checkpoint whose ``auto_map`` names a small modeling file (``remote_code/modeling_adapters_kit.py``) carrying the
+  pooling and head, so ``AutoModelFor...Classification`` / ``pipeline`` load it with ``trust_remote_code=True`` and
+  no peft.
+- ``onnx``: the merged model through the TorchScript-based ``torch.onnx.export`` (dynamic batch and sequence axes),
+  checked with onnxruntime against PyTorch on two batch shapes.
+- ``int8``: dynamic int8 quantisation of every ``nn.Linear`` for CPU; int8 weights + scales in safetensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from adapters_kit.checkpoint import LoadedRun, atomic_dir, load_run, write_json
+from adapters_kit.errors import UserError
+from adapters_kit.modeling import AdapterClassifier, feature_dim
+
+REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
+AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "vision": "AutoModelForImageClassification",
+                "audio": "AutoModelForAudioClassification"}
+PIPELINE_TASKS = {"text": "text-classification", "vision": "image-classification", "audio": "audio-classification"}
+SAMPLE_TEXTS = ["Shares rose sharply.", "The team won the match after a late goal in the second half of extra time.",
+                "New phone chips arrive", "Parliament debated the budget for hours and the vote was delayed again "
+                "until next week, when ministers expect a narrow majority.", "Film awards tonight"]
+ONNX_TOLERANCE = 1e-3
+INT8_WEIGHTS = "model_int8.safetensors"
+
+
+def merged_classifier(run: LoadedRun) -> AdapterClassifier:
+    """A copy of the run's classifier whose backbone is a plain transformers model (adapter merged in).
+
+    PEFT models expose ``merge_and_unload``; calling it needs no peft import here (only adapters/checkpoint import
+    peft). Other methods already hold a plain backbone.
+    """
+    model = copy.deepcopy(run.model).eval()
+    backbone = model.backbone
+    if hasattr(backbone, "merge_and_unload"):
+        backbone = backbone.merge_and_unload()
+    return AdapterClassifier(backbone, model.pooling, model.head).eval()
+
+
+def _merged_config(run: LoadedRun, model: AdapterClassifier):
+    config = copy.deepcopy(model.backbone.config)
+    modality = run.info.get("modality", "text")
+    config.architectures = ["AdaptersKitClassifier"]
+    config.auto_map = {AUTO_CLASSES.get(modality, AUTO_CLASSES["text"]): "modeling_adapters_kit.AdaptersKitClassifier"}
+    config.id2label = dict(enumerate(run.labels.names))
+    config.label2id = {n: i for i, n in enumerate(run.labels.names)}
+    config.adapters_kit_pooling = model.pooling
+    config.adapters_kit_head = run.cfg.head
+    config.adapters_kit_feature_dim = feature_dim(model.backbone.config)
+    return config
+
+
+def _write_side_files(run: LoadedRun, out: Path) -> None:
+    run.processor.save_pretrained(str(out))
+    write_json(out / "labels.json", {"id2label": {str(i): n for i, n in enumerate(run.labels.names)},
+                                     "label2id": run.labels.label2id})
+
+
+def save_merged(run: LoadedRun, model: AdapterClassifier, out: Path) -> None:
+    """config.json (+ auto_map) + model.safetensors + modeling file + preprocessor + labels.json."""
+    config = _merged_config(run, model)
+    state = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    config.save_pretrained(str(out))
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    shutil.copy(REMOTE_CODE, out / REMOTE_CODE.name)
+    _write_side_files(run, out)
+
+
+def load_merged(directory: str | Path):
+    """The merged checkpoint through transformers' own auto class (what a user without adapters_kit does)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(directory), trust_remote_code=True)
+    auto = next(iter(config.auto_map))
+    return getattr(transformers, auto).from_pretrained(str(directory), trust_remote_code=True).eval()
+
+
+class _LogitsOnly(nn.Module):
+    """Positional inputs -> logits, the signature the ONNX graph gets."""
+
+    def __init__(self, model: AdapterClassifier, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, args)))
+
+
+def _sample_batches(run: LoadedRun) -> list[dict[str, torch.Tensor]]:
+    """Two batches of different size and length (text: 2 short texts, then 5 of mixed length)."""
+    if run.info.get("modality", "text") != "text":
+        raise UserError("ONNX export is implemented for text runs only so far")
+    return [dict(run.processor(texts, padding=True, truncation=True, max_length=run.cfg.max_length,
+                               return_tensors="pt")) for texts in (SAMPLE_TEXTS[:1] + SAMPLE_TEXTS[2:3],
+                                                                   SAMPLE_TEXTS)]
+
+
+def save_onnx(run: LoadedRun, model: AdapterClassifier, out: Path) -> float:
+    """Export ``model.onnx``; returns the max abs logit difference to PyTorch over two batch shapes."""
+    import onnxruntime
+
+    batches = _sample_batches(run)
+    names = list(batches[0])
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export (which needs onnxscript); it handles
+        # these encoders with dynamic axes and needs nothing else installed.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Tracing notes shape checks it freezes (e.g. transformers' mask padding test, never true for an encoder)
+        # and index lowering; the onnxruntime comparison below, on two other shapes, is what vouches for the graph.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(_LogitsOnly(model, names).eval(), tuple(batches[1][n] for n in names),
+                          str(out / "model.onnx"), input_names=names, output_names=["logits"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    diff = 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            ref = model(**batch).numpy()
+            got = session.run(["logits"], {n: batch[n].numpy() for n in names})[0]
+            diff = max(diff, float(abs(ref - got).max()))
+    if diff >= ONNX_TOLERANCE:
+        raise RuntimeError(f"ONNX logits differ from PyTorch by {diff:.2e} (limit {ONNX_TOLERANCE}); not exported")
+    write_json(out / "onnx_check.json", {"max_abs_diff": diff, "tolerance": ONNX_TOLERANCE,
+                                         "batch_shapes": [list(b[names[0]].shape) for b in batches],
+                                         "inputs": names})
+    _write_side_files(run, out)
+    _merged_config(run, model).save_pretrained(str(out))  # labels and settings, for reference
+    return diff
+
+
+def quantize(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8 per tensor, activations at run time)."""
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which is not installed here; it still works.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+
+
+def _quantized_linears(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)}
+
+
+def save_int8(run: LoadedRun, model: AdapterClassifier, out: Path) -> nn.Module:
+    """Quantise the merged model and save int8 weights with their scales (safetensors, no pickle); returns it."""
+    qmodel = quantize(model)
+    state = {}
+    linears = _quantized_linears(qmodel)
+    for name, module in linears.items():
+        weight, bias = module._packed_params._weight_bias()
+        state[f"{name}.weight_int8"] = weight.int_repr().contiguous()
+        state[f"{name}.weight_scale"] = torch.tensor(weight.q_scale(), dtype=torch.float64)
+        state[f"{name}.weight_zero_point"] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        if bias is not None:
+            state[f"{name}.bias"] = bias.detach().contiguous()
+    for key, value in model.state_dict().items():
+        if not any(key.startswith(name + ".") for name in linears):
+            state[key] = value.detach().contiguous()
+    save_file(state, str(out / INT8_WEIGHTS), metadata={"format": "adapters_kit-int8-dynamic"})
+    _merged_config(run, model).save_pretrained(str(out))
+    shutil.copy(REMOTE_CODE, out / REMOTE_CODE.name)
+    _write_side_files(run, out)
+    return qmodel
+
+
+def load_int8(directory: str | Path) -> nn.Module:
+    """Rebuild an int8 export: the model structure from config.json (via its modeling file), quantised, then the
+    stored int8 weights and scales put back. Needs adapters_kit (the format is its own)."""
+    import transformers
+
+    directory = Path(directory)
+    config = transformers.AutoConfig.from_pretrained(str(directory), trust_remote_code=True)
+    cls = transformers.dynamic_module_utils.get_class_from_dynamic_module(
+        config.auto_map[next(iter(config.auto_map))], str(directory))
+    state = load_file(str(directory / INT8_WEIGHTS))
+    int8 = {k: state.pop(k) for k in [k for k in state if k.endswith((".weight_int8", ".weight_scale",
+                                                                      ".weight_zero_point"))]}
+    names = sorted({k.rsplit(".", 1)[0] for k in int8})
+    biases = {n: state.pop(f"{n}.bias", None) for n in names}
+    skeleton = cls(config).eval()
+    plain = AdapterClassifier(skeleton.backbone, config.adapters_kit_pooling, skeleton.head)
+    # Everything but the quantised linears goes into the float model first; quantising then rebuilds the linears,
+    # whose int8 weights and scales are put back as stored.
+    missing, unexpected = plain.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k.rsplit(".", 1)[0] not in biases]:
+        raise UserError(f"{directory / INT8_WEIGHTS} does not fit its config.json; re-export the run")
+    qmodel = quantize(plain)
+    linears = _quantized_linears(qmodel)
+    if sorted(linears) != names:
+        raise UserError(f"{directory / INT8_WEIGHTS} does not fit its config.json; re-export the run")
+    for name, module in linears.items():
+        weight = torch._make_per_tensor_quantized_tensor(int8[f"{name}.weight_int8"],
+                                                         float(int8[f"{name}.weight_scale"]),
+                                                         int(int8[f"{name}.weight_zero_point"]))
+        module.set_weight_bias(weight, biases[name])
+    return qmodel.eval()
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def run_size_mb(run_dir: Path, base_path: str) -> float:
+    """What serving the run needs on disk: the base checkpoint's weights plus the run folder's weights."""
+    base = Path(base_path)
+    weights = [*base.glob("*.safetensors"), *Path(run_dir).glob("*.safetensors")]
+    return sum(p.stat().st_size for p in weights) / 2**20
+
+
+def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | None = None, split: str = "test",
+               max_samples: int | None = None) -> dict[str, Any]:
+    """Write the ``to`` artefact of a run into ``output``; returns ``{"rows": [...], "checks": [...]}``."""
+    out = Path(output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--output {out} already exists and is not empty; choose a new folder")
+    run = load_run(run_dir)
+    model = merged_classifier(run)
+    checks: list[str] = []
+    with atomic_dir(out) as tmp:
+        if to == "merged":
+            save_merged(run, model, tmp)
+            reloaded = load_merged(tmp)
+            diff = _max_diff(run, lambda b: run.model(**b), lambda b: reloaded(**b).logits)
+            if diff > 1e-4:
+                raise RuntimeError(f"merged model differs from the adapter model by {diff:.2e}; not exported")
+            checks.append(f"merged vs adapter model: max abs logit difference {diff:.2e} (limit 1e-4)")
+            artefact: Callable = lambda b: reloaded(**b).logits  # noqa: E731
+        elif to == "onnx":
+            diff = save_onnx(run, model, tmp)
+            checks.append(f"onnxruntime vs PyTorch on 2 batch shapes: max abs logit difference {diff:.2e} "
+                          f"(limit {ONNX_TOLERANCE})")
+            artefact = _onnx_predictor(tmp / "model.onnx")
+        elif to == "int8":
+            qmodel = save_int8(run, model, tmp)
+            diff = _max_diff(run, lambda b: run.model(**b), lambda b: qmodel(**b))
+            checks.append(f"int8 vs float: max abs logit difference {diff:.2e} on the sample texts")
+            artefact = lambda b: qmodel(**b)  # noqa: E731
+        else:
+            raise UserError(f"--to must be merged, onnx or int8, got {to!r}")
+    artefact_mb = folder_mb(out)
+    rows = [{"artefact": "run (adapter)", "size_mb": run_size_mb(Path(run_dir), _base_path(run)),
+             "predict": lambda b: run.model(**b)},
+            {"artefact": to, "size_mb": artefact_mb, "predict": artefact}]
+    checks += measure(run, rows, data, split, max_samples)
+    return {"rows": [{k: v for k, v in r.items() if k != "predict"} for r in rows], "checks": checks}
+
+
+def _base_path(run: LoadedRun) -> str:
+    config = getattr(run.model.backbone, "config", None)
+    return getattr(config, "_name_or_path", "") or run.info.get("backbone_path", "")
+
+
+def _max_diff(run: LoadedRun, a: Callable, b: Callable) -> float:
+    diff = 0.0
+    with torch.inference_mode():
+        for batch in _sample_batches(run):
+            diff = max(diff, float((a(batch) - b(batch)).abs().max()))
+    return diff
+
+
+def _onnx_predictor(path: Path) -> Callable:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def predict(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(session.run(["logits"], {n: batch[n].numpy() for n in names})[0])
+
+    return predict
+
+
+def _split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None) -> list[dict[str, torch.Tensor]]:
+    """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained)."""
+    from adapters_kit.data import load_splits, make_loader, prepare
+
+    cfg = run.cfg.replace(data=data, max_train_samples=None, text_column=run.info.get("input_column"),
+                          label_column=run.info.get("label_column"))
+    splits = load_splits(cfg, run.modality.input_columns, labels=run.labels)
+    if split not in splits.datasets:
+        raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
+    ds = splits.datasets[split]
+    if max_samples:
+        ds = ds.select(range(min(max_samples, len(ds))))
+    loader = make_loader(prepare(ds, run.modality, run.processor, run.cfg.max_length),
+                         run.modality.collator(run.processor), 32, shuffle=False)
+    return list(loader)
+
+
+def measure(run: LoadedRun, rows: list[dict], data: str | None, split: str, max_samples: int | None) -> list[str]:
+    """Fill each row's ``examples_per_second`` and ``accuracy`` (on ``data``'s ``split``, or speed only on the
+    built-in sample texts); returns lines comparing each artefact's predictions with the run's."""
+    if data:
+        batches = _split_batches(run, data, split, max_samples)
+    else:
+        batches = [b for b in _sample_batches(run) for _ in range(8)]
+    labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
+    seconds, preds = [0.0] * len(rows), [[] for _ in rows]
+    with torch.inference_mode():
+        for row in rows:
+            row["predict"](batches[0])  # warm-up
+        # Artefacts take turns batch by batch, so a machine whose load changes (shared cores) slows all alike.
+        for batch in batches:
+            for i, row in enumerate(rows):
+                start = time.perf_counter()
+                preds[i].append(row["predict"](batch).argmax(-1))
+                seconds[i] += time.perf_counter() - start
+    predictions = [torch.cat(p) for p in preds]
+    for row, pred, elapsed in zip(rows, predictions, seconds):
+        row["examples_per_second"] = len(pred) / max(elapsed, 1e-9)
+        row["accuracy"] = float((pred == torch.cat(labels)).float().mean()) if labels else None
+    lines = []
+    for row, pred in zip(rows[1:], predictions[1:]):
+        same = float((pred == predictions[0]).float().mean())
+        where = f"{split} of {data}" if data else "the sample texts"
+        change = "" if row["accuracy"] is None else f"accuracy change {row['accuracy'] - rows[0]['accuracy']:+.4f}, "
+        lines.append(f"{row['artefact']} vs run on {len(pred)} examples of {where}: {change}"
+                     f"same prediction for {100 * same:.1f}%")
+    return lines

@@ -1,0 +1,117 @@
+"""The Hugging Face Hub: push a run folder (only the files that belong), and fetch one back for ``load``.
+
+The only module that talks to the Hub. ``HF_ENDPOINT`` selects the server, as everywhere in huggingface_hub.
+A token is handed to huggingface_hub's calls and nowhere else: never written to a file, never logged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters_kit.card import write_card
+from adapters_kit.checkpoint import RUN_MARKER
+from adapters_kit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# What a run folder publishes: weights (safetensors only), its JSON descriptions, the preprocessor's files, the
+# card and its pictures, the training log. Anything else (checkpoint-*/ folders, optimizer or RNG state, caches,
+# hidden temporary files, error CSVs holding training texts, stray credentials) stays local.
+ALLOW = ("README.md", "*.safetensors", "adapter_config.json", "labels.json", "train_config.json", "run_info.json",
+         "metrics.json", "train_log.jsonl", "*.png", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "*.model",
+         "preprocessor_config.json", "processor_config.json", "feature_extractor_config.json", "chat_template.*")
+DENY = ("optimizer*", "scheduler*", "rng_state*", "*token", "*.token", "*credentials*", "*.pt", "*.pth", "*.bin",
+        "*.pkl", "*.ckpt")
+
+
+def files_to_push(directory: str | Path) -> list[str]:
+    """Sorted names of the files of a run folder that a push uploads (top level only, regular files)."""
+    root = Path(directory)
+    if not (root / RUN_MARKER).is_file():
+        raise UserError(f"{root} is not a run folder (no {RUN_MARKER}); give the --output folder of a training run")
+    names = []
+    for p in sorted(root.iterdir()):
+        n = p.name
+        if n.startswith(".") or not p.is_file() or p.is_symlink():
+            continue
+        if any(fnmatch.fnmatch(n, a) for a in ALLOW) and not any(fnmatch.fnmatch(n, d) for d in DENY):
+            names.append(n)
+    return names
+
+
+@dataclass
+class PushResult:
+    repo_url: str
+    commit_url: str | None
+    files: list[str]
+
+
+def _check_repo_id(repo_id: str) -> None:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
+        raise UserError(f"--repo-id {repo_id!r} must look like user/name")
+
+
+def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+             commit_message: str | None = None, token: str | None = None, dry_run: bool = False) -> PushResult:
+    """Create (or reuse) the Hub model repo ``repo_id`` and upload the run folder's publishable files.
+
+    The card is regenerated first so that its how-to-load snippet names ``repo_id``. With ``dry_run`` nothing is
+    written or sent; the result lists exactly the files that would be uploaded.
+    """
+    _check_repo_id(repo_id)
+    root = Path(directory)
+    files = files_to_push(root)
+    if dry_run:
+        return PushResult(repo_url=repo_id, commit_url=None, files=sorted(set(files) | {"README.md"}))
+    write_card(root, load_id=repo_id)
+    files = files_to_push(root)
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(root), allow_patterns=files, revision=revision,
+                                 commit_message=commit_message or f"Upload adapters_kit run {root.name}",
+                                 repo_type="model")
+    except Exception as e:
+        if _is_network_error(e):
+            raise UserError(f"push to {repo_id} failed: {_first_line(e)}") from None
+        raise
+    log.info("pushed %d files to %s", len(files), url)
+    return PushResult(repo_url=str(url), commit_url=getattr(info, "commit_url", None), files=files)
+
+
+def _is_network_error(e: Exception) -> bool:
+    """HTTP errors from the Hub, offline mode, and the HTTP client's transport errors (refused, timed out...)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    return isinstance(e, (HfHubHTTPError, OfflineModeIsEnabled, OSError)) or \
+        type(e).__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def download_run(repo_id: str, revision: str | None = None, token: str | None = None) -> Path:
+    """Fetch a pushed run into the Hugging Face cache (or find it there when offline); returns the folder."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(repo_id, revision=revision, token=token, repo_type="model",
+                                 allow_patterns=list(ALLOW))
+    except LocalEntryNotFoundError:
+        raise UserError(f"{repo_id!r} is neither a run folder nor in the Hugging Face cache, and the Hub is not "
+                        f"reachable (HF_HUB_OFFLINE or no network); give a local run folder") from None
+    except HfHubHTTPError as e:
+        raise UserError(f"cannot download {repo_id!r} from the Hub: {_first_line(e)}") from None
+    return Path(path)
