@@ -51,6 +51,7 @@ def merged_classifier(run: LoadedRun) -> AdapterClassifier:
 
 
 def _merged_config(run: LoadedRun, model: AdapterClassifier):
+    """The backbone's config plus labels, pooling, head and the ``auto_map`` entry of the run's modality."""
     config = copy.deepcopy(model.backbone.config)
     modality = run.info.get("modality", "text")
     config.architectures = ["AdaptersKitClassifier"]
@@ -215,6 +216,7 @@ def load_int8(directory: str | Path) -> nn.Module:
 
 
 def folder_mb(path: Path) -> float:
+    """Size of every file under ``path``, in MiB."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
