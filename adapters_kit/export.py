@@ -29,7 +29,6 @@ from adapters_kit.modeling import AdapterClassifier, feature_dim
 REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
 AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "vision": "AutoModelForImageClassification",
                 "audio": "AutoModelForAudioClassification"}
-PIPELINE_TASKS = {"text": "text-classification", "vision": "image-classification", "audio": "audio-classification"}
 SAMPLE_TEXTS = ["Shares rose sharply.", "The team won the match after a late goal in the second half of extra time.",
                 "New phone chips arrive", "Parliament debated the budget for hours and the vote was delayed again "
                 "until next week, when ministers expect a narrow majority.", "Film awards tonight"]
