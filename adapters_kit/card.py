@@ -68,6 +68,7 @@ class CardData:
 
     @classmethod
     def from_run(cls, directory: str | Path, load_id: str | None = None) -> "CardData":
+        """Read a run folder's JSON files; ``load_id`` defaults to the folder's path."""
         root = Path(directory)
         raw = read_json(root / "labels.json")["id2label"]
         png = "confusion_matrix.png" if (root / "confusion_matrix.png").exists() else None

@@ -109,7 +109,9 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is corrupt ({e.msg}); retrain or restore the run folder") from None
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
+    """``user/name`` that is not an existing path (what the Hub calls a repo id)."""
+    name = str(name)
     return bool(name) and name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
 
 
@@ -127,7 +129,7 @@ def resolve_base(root: Path, cfg: TrainConfig, info: dict[str, Any], base_model:
     adapter_cfg = root / "adapter_config.json"
     peft_base = read_json(adapter_cfg).get("base_model_name_or_path") or "" if adapter_cfg.exists() else ""
     for candidate in (cfg.model, peft_base):
-        if candidate and (os.path.isdir(candidate) or _is_hub_id(candidate)):
+        if candidate and (os.path.isdir(candidate) or is_hub_id(candidate)):
             return candidate
     raise UserError(f"the base model of {root} ({cfg.model}) is not on this machine; pass base_model= (API) with "
                     f"a local copy of it")

@@ -29,7 +29,6 @@ from adapters_kit.modeling import AdapterClassifier, feature_dim
 REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
 AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "vision": "AutoModelForImageClassification",
                 "audio": "AutoModelForAudioClassification"}
-PIPELINE_TASKS = {"text": "text-classification", "vision": "image-classification", "audio": "audio-classification"}
 SAMPLE_TEXTS = ["Shares rose sharply.", "The team won the match after a late goal in the second half of extra time.",
                 "New phone chips arrive", "Parliament debated the budget for hours and the vote was delayed again "
                 "until next week, when ministers expect a narrow majority.", "Film awards tonight"]
@@ -51,6 +50,7 @@ def merged_classifier(run: LoadedRun) -> AdapterClassifier:
 
 
 def _merged_config(run: LoadedRun, model: AdapterClassifier):
+    """The backbone's config plus labels, pooling, head and the ``auto_map`` entry of the run's modality."""
     config = copy.deepcopy(model.backbone.config)
     modality = run.info.get("modality", "text")
     config.architectures = ["AdaptersKitClassifier"]
@@ -215,6 +215,7 @@ def load_int8(directory: str | Path) -> nn.Module:
 
 
 def folder_mb(path: Path) -> float:
+    """Size of every file under ``path``, in MiB."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from adapters_kit.checkpoint import LoadedRun, load_run
+from adapters_kit.checkpoint import LoadedRun, is_hub_id, load_run
 
 
 class Classifier:
@@ -50,12 +49,6 @@ class Classifier:
         rows = [[{"label": self.labels[j], "score": float(s)} for s, j in zip(sr.tolist(), ir.tolist())]
                 for sr, ir in zip(scores, ids)]
         return [r[0] for r in rows] if top_k == 1 else rows
-
-
-def is_hub_id(name: str) -> bool:
-    """``user/name`` that is not an existing path."""
-    name = str(name)
-    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
 
 
 def load(directory_or_repo: str | Path, batch_size: int = 32, *, revision: str | None = None,
