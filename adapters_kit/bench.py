@@ -9,6 +9,8 @@ Scenarios:
 - ``train-lora``: (A) ``trainer-tutorial``, (B) ``trainer-best``, (C) ``adapters-kit`` at the same settings,
   (D) ``adapters-kit-defaults``; ratios C/A and C/B of samples/s, and D against B for time to a model as good.
 - ``probe``: a probe on cached features against re-encoding every epoch (10 epochs).
+- ``inference``: a LoRA run (adapters_kit defaults) exported to merged, ONNX and int8: examples/s at batch 32 and
+  test accuracy of each against the eager adapter model, p50/p95 latency at batch 1.
 - ``roofline``: the fp32 matmul peak of this machine, measured in the same run, and each training side's model
   FLOP/s as a share of it (MFU). FLOPs per token come from ``torch.utils.flop_counter`` on one unpadded
   forward + backward at the run's max length, times the real (unpadded) tokens trained on, so padding counts
@@ -30,7 +32,7 @@ import torch
 
 from adapters_kit.errors import UserError
 
-SCENARIOS = ("train-lora", "probe", "roofline")
+SCENARIOS = ("train-lora", "probe", "inference", "roofline")
 TRAIN_SIDES = ("trainer-tutorial", "trainer-best", "adapters-kit", "adapters-kit-defaults")
 
 
@@ -134,7 +136,21 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
             out["runs"].append({"scenario": "probe", "data": data, "max_length": cfg.max_length[0], "sides": sides,
                                 "ratios": {"speedup_cached": _ratio(r["train_seconds"], c["train_seconds"]),
                                            "accuracy_cached_minus_reencode": c["accuracy"] - r["accuracy"]}})
+        if "inference" in cfg.scenarios:
+            out["runs"].append(_inference_run(shared, data, cfg.max_length[0], log))
     return out
+
+
+def _inference_run(shared: dict[str, Any], data: str, max_length: int, log) -> dict[str, Any]:
+    log(f"inference {data}: train, export and time ...")
+    sides = run_child({**shared, "side": "inference", "data": data, "max_length": max_length})["artefacts"]
+    eager = sides["eager"]
+    best = max((n for n in sides if n != "eager"), key=lambda n: sides[n]["examples_per_second"])
+    return {"scenario": "inference", "data": data, "max_length": max_length, "sides": sides,
+            "ratios": {"best_exported": best,
+                       "examples_per_second_best_over_eager": _ratio(sides[best]["examples_per_second"],
+                                                                    eager["examples_per_second"]),
+                       "accuracy_best_minus_eager": sides[best]["accuracy"] - eager["accuracy"]}}
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> Path:

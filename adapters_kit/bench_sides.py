@@ -7,7 +7,8 @@ Sides:
 - ``trainer-best``: the same with dynamic padding (``DataCollatorWithPadding``) and length-grouped sampling;
 - ``adapters-kit``: ``AdapterTrainer`` with exactly the shared settings (LoRA on the same modules, same lr...);
 - ``adapters-kit-defaults``: ``AdapterTrainer`` with its own defaults (what a user gets without tuning);
-- ``probe-cached`` / ``probe-reencode``: a probe on cached features against re-encoding every epoch.
+- ``probe-cached`` / ``probe-reencode``: a probe on cached features against re-encoding every epoch;
+- ``inference``: one LoRA run exported to merged, ONNX and int8, each timed against the eager adapter model.
 
 Every side loads the same clean splits through :func:`adapters_kit.data.load_splits`, so the data, its
 de-duplication and its split are identical. Training time covers the training steps only; ``wall_seconds``
@@ -23,6 +24,7 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,6 +153,56 @@ def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:
             "f1_macro": metrics["test"]["f1_macro"], "samples": metrics["train"]["train_samples"]}
 
 
+def _latency_ms(predict, batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
+    """p50 and p95 milliseconds per call over ``batches`` (after one warm-up call)."""
+    predict(batches[0])
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        predict(batch)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def _inference_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """Eager adapter model vs merged vs int8 vs ONNX Runtime, all exported from one LoRA run and checked by
+    ``export_run``: examples/s at batch 32 and accuracy on the test split, p50/p95 latency at batch 1."""
+    from adapters_kit.checkpoint import load_run
+    from adapters_kit.export import export_run, load_int8, load_merged, onnx_predictor, split_batches
+    from adapters_kit.trainer import AdapterTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = spec.get("run_dir")
+        if not run_dir:
+            run_dir = f"{tmp}/run"
+            AdapterTrainer(TrainConfig(model=spec["model"], data=spec["data"], output=run_dir, method="lora",
+                                       seed=spec["seed"], max_length=spec["max_length"], epochs=spec["epochs"],
+                                       max_train_samples=spec.get("max_train_samples"))).train()
+        for to in ("merged", "onnx", "int8"):
+            export_run(run_dir, to, f"{tmp}/{to}")
+        run = load_run(run_dir)
+        merged, int8 = load_merged(f"{tmp}/merged"), load_int8(f"{tmp}/int8")
+        artefacts = {"eager": lambda b: run.model(**b), "merged": lambda b: merged(**b).logits,
+                     "int8": lambda b: int8(**b), "onnx": onnx_predictor(Path(f"{tmp}/onnx/model.onnx"))}
+        batches = split_batches(run, spec["data"], "test", None, batch_size=32)
+        labels = torch.cat([b.pop("labels") for b in batches])
+        singles = split_batches(run, spec["data"], "test", spec.get("latency_samples", 64), batch_size=1)
+        for b in singles:
+            b.pop("labels")
+        out: dict[str, Any] = {}
+        with torch.inference_mode():
+            for name, predict in artefacts.items():
+                predict(batches[0])  # warm-up
+                start = time.perf_counter()
+                pred = torch.cat([predict(b).argmax(-1) for b in batches])
+                seconds = time.perf_counter() - start
+                p50, p95 = _latency_ms(predict, singles)
+                out[name] = {"examples_per_second": len(pred) / seconds, "accuracy": float((pred == labels).float()
+                                                                                            .mean()),
+                             "latency_ms_p50": p50, "latency_ms_p95": p95}
+    return {"artefacts": out, "train_seconds": 0.0, "samples": 0}
+
+
 SIDES = {
     "trainer-tutorial": lambda s: _trainer_side(s, best=False),
     "trainer-best": lambda s: _trainer_side(s, best=True),
@@ -158,6 +210,7 @@ SIDES = {
     "adapters-kit-defaults": lambda s: _adapters_kit_side(s, defaults=True),
     "probe-cached": lambda s: _probe_side(s, cached=True),
     "probe-reencode": lambda s: _probe_side(s, cached=False),
+    "inference": _inference_side,
 }
 
 
@@ -168,7 +221,8 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     result = SIDES[spec["side"]](spec)
     result["wall_seconds"] = time.perf_counter() - start
     secs = max(result["train_seconds"], 1e-9)
-    result["samples_per_second"] = result["samples"] / secs
+    if result["samples"]:
+        result["samples_per_second"] = result["samples"] / secs
     if "tokens" in result:
         result["tokens_per_second"] = result["tokens"] / secs
         result["seconds_per_epoch"] = secs / result.get("epochs", spec["epochs"])

@@ -248,7 +248,7 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
             diff = save_onnx(run, model, tmp)
             checks.append(f"onnxruntime vs PyTorch on 2 batch shapes: max abs logit difference {diff:.2e} "
                           f"(limit {ONNX_TOLERANCE})")
-            artefact = _onnx_predictor(tmp / "model.onnx")
+            artefact = onnx_predictor(tmp / "model.onnx")
         elif to == "int8":
             qmodel = save_int8(run, model, tmp)
             diff = _max_diff(run, lambda b: run.model(**b), lambda b: qmodel(**b))
@@ -277,7 +277,7 @@ def _max_diff(run: LoadedRun, a: Callable, b: Callable) -> float:
     return diff
 
 
-def _onnx_predictor(path: Path) -> Callable:
+def onnx_predictor(path: Path) -> Callable:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -289,7 +289,8 @@ def _onnx_predictor(path: Path) -> Callable:
     return predict
 
 
-def _split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None) -> list[dict[str, torch.Tensor]]:
+def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None,
+                  batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
     """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained)."""
     from adapters_kit.data import load_splits, make_loader, prepare
 
@@ -302,7 +303,7 @@ def _split_batches(run: LoadedRun, data: str, split: str, max_samples: int | Non
     if max_samples:
         ds = ds.select(range(min(max_samples, len(ds))))
     loader = make_loader(prepare(ds, run.modality, run.processor, run.cfg.max_length),
-                         run.modality.collator(run.processor), 32, shuffle=False)
+                         run.modality.collator(run.processor), batch_size, shuffle=False)
     return list(loader)
 
 
@@ -310,7 +311,7 @@ def measure(run: LoadedRun, rows: list[dict], data: str | None, split: str, max_
     """Fill each row's ``examples_per_second`` and ``accuracy`` (on ``data``'s ``split``, or speed only on the
     built-in sample texts); returns lines comparing each artefact's predictions with the run's."""
     if data:
-        batches = _split_batches(run, data, split, max_samples)
+        batches = split_batches(run, data, split, max_samples)
     else:
         batches = [b for b in _sample_batches(run) for _ in range(8)]
     labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None

@@ -20,8 +20,8 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert code == 0
     result = json.loads(out.read_text())
     assert result["matmul_peak_gflops"] > 0
-    lora, probe = result["runs"]
-    assert lora["scenario"] == "train-lora" and probe["scenario"] == "probe"
+    lora, probe, inference = result["runs"]
+    assert (lora["scenario"], probe["scenario"], inference["scenario"]) == ("train-lora", "probe", "inference")
     assert set(lora["sides"]) == set(TRAIN_SIDES)
     for side, fig in lora["sides"].items():
         assert FIGURES <= set(fig), side
@@ -39,6 +39,17 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     r, c = probe["sides"]["probe-reencode"], probe["sides"]["probe-cached"]
     assert probe["ratios"]["speedup_cached"] == pytest.approx(r["train_seconds"] / c["train_seconds"])
     assert c["accuracy"] == pytest.approx(r["accuracy"])  # the same probe, computed twice over
+    art = inference["sides"]
+    assert set(art) == {"eager", "merged", "onnx", "int8"}
+    for name, fig in art.items():
+        assert fig["examples_per_second"] > 0 and 0 < fig["latency_ms_p50"] <= fig["latency_ms_p95"], name
+    # merged and ONNX compute the same function as the adapter model (export checked them to 1e-4 / 1e-3)
+    assert art["merged"]["accuracy"] == art["eager"]["accuracy"] == art["onnx"]["accuracy"]
+    best = inference["ratios"]["best_exported"]
+    assert best != "eager" and art[best]["examples_per_second"] == max(
+        f["examples_per_second"] for n, f in art.items() if n != "eager")
+    assert inference["ratios"]["examples_per_second_best_over_eager"] == pytest.approx(
+        art[best]["examples_per_second"] / art["eager"]["examples_per_second"])
     shown = capsys.readouterr().out
     assert "samples_per_second_C_over_B" in shown and "probe-cached" in shown
 
