@@ -25,23 +25,47 @@ from adapters_kit.errors import UserError
 from adapters_kit.heads import build_head
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import AdapterClassifier, feature_dim, load_backbone
+from adapters_kit.resume import PREFIX, STATE, list_checkpoints
 
 FORMAT_VERSION = 1
 RUN_MARKER = "train_config.json"
 
 
-def check_output(directory: str | Path, overwrite: bool) -> None:
-    """Refuse an output folder that holds anything, unless it is a run and ``overwrite`` is set."""
+def check_output(directory: str | Path, overwrite: bool, resume: bool = False,
+                 resume_from: str | None = None) -> Path | None:
+    """Check the output folder before any work; returns the checkpoint to resume from, if any.
+
+    A folder holding anything is refused, unless it is a finished run and ``overwrite`` is set, or holds only the
+    checkpoints of an unfinished run and ``resume`` (continue) or ``overwrite`` (start again) is set.
+    """
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise UserError(f"--output {path} is a file; choose a folder path")
-    if not path.exists() or not any(path.iterdir()):
-        return
-    if not (path / RUN_MARKER).exists():
+    if resume_from is not None:
+        if not (Path(resume_from) / STATE).exists():
+            raise UserError(f"--resume-from {resume_from} is not a complete checkpoint folder (no {STATE}); "
+                            f"give one of the run's checkpoint-* folders")
+        return Path(resume_from)
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+    if (path / RUN_MARKER).exists():
+        if resume or not overwrite:
+            raise UserError(f"--output {path} holds a finished run; there is nothing to resume" if resume else
+                            f"--output {path} already holds a run; pass --overwrite to replace it or choose "
+                            f"another folder")
+    elif entries and all(p.name.startswith(PREFIX) for p in entries) and (resume or not overwrite):
+        if not resume:
+            raise UserError(f"--output {path} holds checkpoints of an unfinished run; pass --resume to continue "
+                            f"it or --overwrite to start again")
+        if not list_checkpoints(path):
+            raise UserError(f"--output {path} holds no complete checkpoint; run again without --resume")
+        return list_checkpoints(path)[-1]
+    elif entries and not all(p.name.startswith(PREFIX) for p in entries):
         raise UserError(f"--output {path} already holds files that are not a run; choose an empty or new folder")
-    if not overwrite:
-        raise UserError(f"--output {path} already holds a run; pass --overwrite to replace it or choose "
-                        f"another folder")
+    elif resume:
+        raise UserError(f"--output {path} holds no checkpoint to resume; run again without --resume")
+    for old in list_checkpoints(path):  # starting again: an earlier run's checkpoints must not mix with this one's
+        shutil.rmtree(old)
+    return None
 
 
 @contextmanager
@@ -75,6 +99,8 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
              labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict]) -> Path:
     """Write a complete run folder; returns its path."""
     with atomic_dir(directory) as tmp:
+        for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
+            os.replace(kept, tmp / kept.name)
         build_adapter(cfg.method).save(model.backbone, str(tmp))
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(tmp / "head.safetensors"))
@@ -85,7 +111,20 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         write_json(tmp / "run_info.json", {"format_version": FORMAT_VERSION, **info})
         write_json(tmp / "metrics.json", metrics)
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+        check_weights_saved(tmp)
     return Path(directory)
+
+
+def check_weights_saved(folder: Path) -> None:
+    """Refuse a run folder whose saved weights are empty: what a sharded (FSDP / ZeRO-3) model saves when its
+    state was not gathered first. Raised inside the atomic write, so no such folder ever appears."""
+    for path in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(str(path))
+        empty = [k for k, v in tensors.items() if v.numel() == 0]
+        if not tensors or empty:
+            raise RuntimeError(f"{path.name} would hold empty weights ({', '.join(empty[:3]) or 'no tensors'}); "
+                               f"the model state was sharded and not gathered before saving, so nothing was "
+                               f"written")
 
 
 @dataclass

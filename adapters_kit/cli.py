@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adapters_kit.catalog import DATASETS, MODELS
 from adapters_kit.config import TrainConfig, load_config
-from adapters_kit.errors import UserError
+from adapters_kit.errors import TrainingInterrupted, UserError
 
 # train flag -> (type, help); names match TrainConfig fields with '-' for '_'.
 TRAIN_FLAGS = {
@@ -38,6 +38,9 @@ TRAIN_FLAGS = {
     "eval_splits": (str, "comma-separated, e.g. validation,test"), "early_stopping_patience": (int, None),
     "top_k": (int, None),
     "cache_features": (str, "true or false: probes train on features encoded once"),
+    "save_steps": (int, "also checkpoint every N optimizer steps (always at each epoch end)"),
+    "save_total_limit": (int, "checkpoints kept: the newest N plus the best"),
+    "resume_from": (str, "continue from this checkpoint folder"),
 }
 
 
@@ -52,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         t.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
                        help=(help_ + "; " if help_ else "") + f"default: {field.default}")
     t.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
+    t.add_argument("--resume", action="store_true", default=None,
+                   help="continue from the newest complete checkpoint in --output (same command otherwise)")
     e = sub.add_parser("eval", help="evaluate a run folder on a data split; updates DIR/metrics.json")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True)
@@ -120,7 +125,7 @@ def _show(table, width: int = 100) -> None:
 def cmd_train(args) -> int:
     from adapters_kit.trainer import AdapterTrainer
 
-    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite"] if (v := getattr(args, k)) is not None]
+    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite", "resume"] if (v := getattr(args, k)) is not None]
     cfg = load_config(args.config, overrides)
     from adapters_kit.report import metrics_table
 
@@ -278,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"adapters-kit: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"adapters-kit: {e}; run the same command with --resume to continue", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("adapters-kit: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -102,6 +102,14 @@ class TrainConfig:
     """``probe``: encode each split once and train the head on the cached features; ``False`` runs the frozen
     backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
     baseline)."""
+    save_steps: int | None = None
+    """Also write a checkpoint every this many optimizer steps (one is always written at each epoch's end)."""
+    save_total_limit: int = 2
+    """Checkpoints kept in the run folder: the newest this many, plus the one of the best evaluation."""
+    resume: bool = False
+    """Continue from the newest complete checkpoint in ``output`` (same settings as the interrupted run)."""
+    resume_from: str | None = None
+    """Continue from this checkpoint folder instead."""
     overwrite: bool = False
     """Replace an existing run folder."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +142,12 @@ class TrainConfig:
         need(self.best_metric in METRICS_FOR_BEST,
              f"best_metric must be one of {', '.join(METRICS_FOR_BEST)}, got {self.best_metric!r}")
         need(bool(self.model) and bool(self.data) and bool(self.output), "model, data and output must be set")
+        need(self.save_steps is None or (isinstance(self.save_steps, int) and self.save_steps >= 1),
+             f"save_steps must be a positive integer, got {self.save_steps!r}")
+        need(isinstance(self.save_total_limit, int) and self.save_total_limit >= 1,
+             f"save_total_limit must be a positive integer, got {self.save_total_limit!r}")
+        need(not (self.overwrite and (self.resume or self.resume_from)),
+             "--resume continues a run and --overwrite starts it again; choose one")
 
     def split_list(self) -> list[str]:
         """``eval_splits`` as a list, validation first."""

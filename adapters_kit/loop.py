@@ -7,6 +7,8 @@ The ``Accelerator`` is passed in; this module never creates one.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -17,7 +19,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
+from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
+from adapters_kit.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
 
 
 @dataclass
@@ -80,66 +84,157 @@ def _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result
     return stop
 
 
-def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: dict, accelerator,
-          names: Sequence[str]) -> TrainResult:
-    """Train ``model`` in place and leave it holding the weights of its best validation evaluation.
+class _SigintFlag:
+    """While active, Ctrl-C only raises a flag; the loop saves a checkpoint at the next optimizer step and stops."""
 
-    ``eval_loaders`` maps split names to unprepared loaders; ``validation`` drives model selection and early
-    stopping. Evaluations run each epoch and, with ``cfg.eval_steps``, every that many optimizer steps.
-    """
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    # Counted before prepare() (global batches): accelerate steps a prepared scheduler once per process.
-    steps = math.ceil(len(train_loader) / cfg.grad_accum_steps) * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    eval_loaders = {s: accelerator.prepare(loader) for s, loader in eval_loaders.items()}
-    result, selector = TrainResult(), _Selector(cfg.best_metric, cfg.early_stopping_patience)
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    def __init__(self):
+        self.raised, self._old = False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class _Loop:
+    """One training run's moving parts; ``run`` is the loop, ``_epoch`` one pass over the training batches."""
+
+    def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints):
+        self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        # Counted before prepare() (global batches): accelerate steps a prepared scheduler once per process.
+        steps = math.ceil(len(train_loader) / cfg.grad_accum_steps) * cfg.epochs
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * steps), steps)
+        self.generator = getattr(train_loader, "generator", None)
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
+            model, self.optimizer, train_loader, self.scheduler)
+        self.eval_loaders = {s: accelerator.prepare(loader) for s, loader in eval_loaders.items()}
+        self.result, self.selector = TrainResult(), _Selector(cfg.best_metric, cfg.early_stopping_patience)
+        self.pos = Position()
+
+    def run(self) -> TrainResult:
+        cfg, acc, result = self.cfg, self.acc, self.result
+        if self.ckpt is not None and self.ckpt.resume_from is not None:
+            self._restore()
+        with _SigintFlag() as sigint:
+            for epoch in range(self.pos.epoch, cfg.epochs + 1):
+                if self.generator is not None:  # epoch e shuffles with seed + e - 1: a resumed epoch repeats its order
+                    self.generator.manual_seed(cfg.seed + epoch - 1)
+                skip = self.pos.batch if epoch == self.pos.epoch else 0
+                self._epoch(epoch, skip, sigint)
+                self.pos = Position(epoch + 1, 0, self.pos.step)
+                self._save()
+                if result.stopped_early:
+                    acc.print(f"early stopping: no {cfg.best_metric} progress in {cfg.early_stopping_patience} "
+                              f"evaluations")
+                    break
+        if self.selector.state is not None and result.best_step != self.pos.step:
+            acc.unwrap_model(self.model).load_state_dict(self.selector.state, strict=False)
+            acc.print(f"restored the best weights (epoch {result.best_epoch}, step {result.best_step}) by "
+                      f"validation {cfg.best_metric}")
+        acc.wait_for_everyone()
+        return result
+
+    def _epoch(self, epoch: int, skip: int, sigint: _SigintFlag) -> None:
+        cfg, acc, model, result = self.cfg, self.acc, self.model, self.result
         model.train()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", mininterval=2.0, dynamic_ncols=True,
-                   disable=not accelerator.is_local_main_process)
+        total = len(self.loader)
+        loader = acc.skip_first_batches(self.loader, skip) if skip else self.loader
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", mininterval=2.0, dynamic_ncols=True,
+                   initial=skip, total=total, disable=not acc.is_local_main_process)
         start, samples, evaluated_at, running = time.perf_counter(), 0, -1, None
-        for i, batch in enumerate(bar, 1):
-            with accelerator.accumulate(model):
+        for i, batch in enumerate(bar, skip + 1):
+            with acc.accumulate(model):
                 labels = batch.pop("labels")
                 loss = F.cross_entropy(model(**batch), labels)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            samples += len(labels) * accelerator.num_processes
-            result.train_samples += len(labels) * accelerator.num_processes
-            step += int(accelerator.sync_gradients)
-            if i % 10 == 0 or i == len(train_loader):  # .item() syncs: only every few steps, not per step
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            samples += len(labels) * acc.num_processes
+            result.train_samples += len(labels) * acc.num_processes
+            self.pos = Position(epoch, i, self.pos.step + int(acc.sync_gradients))
+            step = self.pos.step
+            if i % 10 == 0 or i == total:  # .item() syncs: only every few steps, not per step
                 value = loss.item()
                 running = value if running is None else 0.9 * running + 0.1 * value
                 rate = samples / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
                 result.log.append({"epoch": epoch, "step": i, "global_step": step, "loss": value,
-                                   "lr": scheduler.get_last_lr()[0], "samples_per_second": rate})
-            if cfg.eval_steps and accelerator.sync_gradients and step % cfg.eval_steps == 0:
+                                   "lr": self.scheduler.get_last_lr()[0], "samples_per_second": rate})
+            if not acc.sync_gradients:
+                continue
+            if cfg.eval_steps and step % cfg.eval_steps == 0:
                 result.train_seconds += time.perf_counter() - start  # evaluation time is not training time
-                result.stopped_early = _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector,
-                                                     result, epoch, step)
+                result.stopped_early = self._evaluate(epoch, step)
                 evaluated_at, start, samples = step, time.perf_counter(), 0
                 model.train()
                 if result.stopped_early:
                     break
+            if i < total and (sigint.raised or self._due(step)):
+                result.train_seconds += time.perf_counter() - start
+                path = self._save()
+                start = time.perf_counter()
+                if sigint.raised:
+                    raise TrainingInterrupted(path)
         result.train_seconds += time.perf_counter() - start
         bar.close()
-        if evaluated_at != step:
-            result.stopped_early = _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result,
-                                                 epoch, step)
-        if result.stopped_early:
-            accelerator.print(f"early stopping: no {cfg.best_metric} progress in {cfg.early_stopping_patience} "
-                              f"evaluations")
-            break
-    if selector.state is not None and result.best_step != step:
-        accelerator.unwrap_model(model).load_state_dict(selector.state, strict=False)
-        accelerator.print(f"restored the best weights (epoch {result.best_epoch}, step {result.best_step}) by "
-                          f"validation {cfg.best_metric}")
-    accelerator.wait_for_everyone()
-    return result
+        if evaluated_at != self.pos.step:
+            result.stopped_early = self._evaluate(epoch, self.pos.step)
+
+    def _evaluate(self, epoch: int, step: int) -> bool:
+        return _evaluate_all(self.cfg, self.model, self.eval_loaders, self.acc, self.names, self.selector,
+                             self.result, epoch, step)
+
+    def _due(self, step: int) -> bool:
+        return self.ckpt is not None and bool(self.ckpt.save_steps) and step % self.ckpt.save_steps == 0
+
+    def _save(self):
+        """Write a checkpoint of the current position (the loop calls this at epoch ends and when due)."""
+        if self.ckpt is None:
+            return None
+        r, sel = self.result, self.selector
+        self.pos.extra = {"history": r.history, "log": r.log, "train_seconds": r.train_seconds,
+                          "train_samples": r.train_samples, "stopped_early": r.stopped_early,
+                          "best_score": r.best_score, "best_metrics": r.best_metrics, "best_epoch": r.best_epoch,
+                          "best_step": r.best_step, "bad_evaluations": sel.bad}
+        path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
+                               sel.state, self.ckpt.config)
+        if self.acc.is_main_process:
+            rotate(self.ckpt.output, self.ckpt.keep, r.best_step)
+        return path
+
+    def _restore(self) -> None:
+        path = self.ckpt.resume_from
+        state = check_resumable(path, self.ckpt.config)
+        self.pos, best = load_checkpoint(path, state, self.acc, self.model, self.optimizer, self.scheduler)
+        x, r = self.pos.extra, self.result
+        r.history, r.log, r.train_seconds, r.train_samples = x["history"], x["log"], x["train_seconds"], \
+            x["train_samples"]
+        r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
+        r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
+        self.selector.state = best
+        self.acc.print(f"resumed from {path} (epoch {self.pos.epoch}, {self.pos.batch} batches done, "
+                       f"step {self.pos.step})")
+
+
+def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: dict, accelerator,
+          names: Sequence[str], checkpoints: Checkpointing | None = None) -> TrainResult:
+    """Train ``model`` in place and leave it holding the weights of its best validation evaluation.
+
+    ``eval_loaders`` maps split names to unprepared loaders; ``validation`` drives model selection and early
+    stopping. Evaluations run each epoch and, with ``cfg.eval_steps``, every that many optimizer steps. With
+    ``checkpoints``, a checkpoint is written at each epoch end and every ``save_steps`` optimizer steps, training
+    continues from ``checkpoints.resume_from`` when set, and Ctrl-C saves one and raises
+    :class:`TrainingInterrupted`.
+    """
+    return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints).run()

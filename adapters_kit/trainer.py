@@ -30,6 +30,7 @@ from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model, load_backbone
 from adapters_kit.report import write_mistakes, write_report
+from adapters_kit.resume import Checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class AdapterTrainer:
     def train(self) -> dict[str, Any]:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
         cfg, acc = self.cfg, self.accelerator
-        check_output(cfg.output, cfg.overwrite)
+        resume_from = check_output(cfg.output, cfg.overwrite, cfg.resume, cfg.resume_from)
         path, modality_name = resolve_model(cfg.model)
         modality = get_modality(modality_name)
         processor = _load_processor(modality, path)
@@ -125,12 +126,16 @@ class AdapterTrainer:
         trainable, total = model.trainable_parameters()
         acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
-                  f"mixed precision {acc.mixed_precision}")
+                  f"mixed precision {acc.mixed_precision}; batch {cfg.batch_size} per process x "
+                  f"{acc.num_processes} process(es) x {cfg.grad_accum_steps} accumulation step(s) = "
+                  f"{cfg.batch_size * acc.num_processes * cfg.grad_accum_steps} examples per optimizer step")
         token_loaders, loaders = self._loaders(model, splits, modality, processor)
         # Re-seed: whether probe features came from the cache or were encoded (which draws random numbers while
         # saving them) must not change the dropout masks and so the result.
         set_seed(cfg.seed)
-        result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names)
+        checkpoints = Checkpointing(cfg.output, cfg.save_steps, cfg.save_total_limit, cfg.to_dict(), resume_from)
+        result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names,
+                            checkpoints)
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
         metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}

@@ -54,3 +54,26 @@ def test_newer_format_and_corrupt_files_are_refused(tmp_path):
     (tmp_path / "run_info.json").write_text("{not json")
     with pytest.raises(UserError, match="run_info.json is corrupt"):
         load_run(tmp_path)
+
+
+def test_a_run_with_empty_weights_is_never_written(tmp_path):
+    """What FSDP / ZeRO-3 save when the state is not gathered: zero-size tensors. The run folder is refused."""
+    import pytest
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from adapters_kit import TrainConfig
+    from adapters_kit.checkpoint import save_run
+    from adapters_kit.data import LabelMap
+    from adapters_kit.modeling import build_model
+
+    cfg = TrainConfig(method="probe", pooling="mean", output=str(tmp_path / "run"))
+    model = build_model(cfg, BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                                  intermediate_size=16, vocab_size=10)), num_labels=2)
+    model.head[1].weight = torch.nn.Parameter(torch.empty(2, 0))  # a shard that holds nothing
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    with pytest.raises(RuntimeError, match="head.safetensors would hold empty weights"):
+        save_run(cfg.output, model=model, processor=tok, cfg=cfg, labels=LabelMap(("a", "b")), metrics={},
+                 info={}, log=[])
+    assert not (tmp_path / "run").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
