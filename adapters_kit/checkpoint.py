@@ -196,7 +196,7 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     modality = get_modality(info.get("modality", "text"))
     path = resolve_base(root, cfg, info, base_model)
     backbone = build_adapter(cfg.method).load(load_backbone(modality.backbone_class, path), str(root))
-    head = build_head(cfg.head, feature_dim(backbone.config), len(labels))
+    head = build_head(cfg.head, feature_dim(backbone.config), len(labels), cfg.head_dropout)
     head.load_state_dict(load_file(str(root / "head.safetensors")))
     model = AdapterClassifier(backbone, cfg.pooling, head).eval()
     return LoadedRun(model, modality.load_processor(str(root)), cfg, labels, info, modality)

@@ -87,6 +87,8 @@ class TrainConfig:
     """How token/frame states become one vector: ``mean``, ``cls``, ``last``; ``None`` = the modality default."""
     head: str = "linear"
     """Classification head: ``linear`` or ``mlp``."""
+    head_dropout: float = 0.1
+    """Dropout on the pooled features before the head (and inside the MLP head) while training."""
     best_metric: str = "f1_macro"
     """Validation metric that picks the best evaluation; its weights are the ones saved (log_loss and ece are
     minimised, the others maximised)."""
@@ -134,6 +136,7 @@ class TrainConfig:
         need(0 < self.val_fraction < 0.5, f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(0 <= self.head_dropout < 1, f"head_dropout must be in [0, 1), got {self.head_dropout}")
         need(self.weight_decay >= 0 and self.max_grad_norm >= 0, "weight_decay and max_grad_norm must be >= 0")
         need(self.max_train_samples is None or self.max_train_samples >= 2,
              f"max_train_samples must be >= 2, got {self.max_train_samples}")

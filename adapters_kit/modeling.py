@@ -81,5 +81,5 @@ def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int) -> Adapt
     # The head's initial weights depend on the seed alone, not on how much randomness loading the backbone used.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        head = build_head(cfg.head, feature_dim(backbone.config), num_labels)
+        head = build_head(cfg.head, feature_dim(backbone.config), num_labels, cfg.head_dropout)
     return AdapterClassifier(adapter.attach(backbone, cfg), cfg.pooling, head)
