@@ -109,9 +109,13 @@ class _Loop:
     def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints):
         self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        # Counted before prepare() (global batches): accelerate steps a prepared scheduler once per process.
-        steps = math.ceil(len(train_loader) / cfg.grad_accum_steps) * cfg.epochs
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * steps), steps)
+        # The schedule is counted in optimizer steps; a prepared scheduler ticks once per process at each step, so
+        # both lengths are scaled by the process count. Rounding the warmup in optimizer steps makes 2 processes x
+        # batch 4 follow exactly the schedule of 1 process x batch 8.
+        procs = accelerator.num_processes
+        updates = math.ceil(math.ceil(len(train_loader) / procs) / cfg.grad_accum_steps) * cfg.epochs
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * updates) * procs,
+                                                         updates * procs)
         self.generator = getattr(train_loader, "generator", None)
         self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
             model, self.optimizer, train_loader, self.scheduler)

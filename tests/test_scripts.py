@@ -63,3 +63,33 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_model_dir, text_file
     import pandas as pd
 
     assert metrics["test"]["n"] == pd.read_csv(text_files["test"])["text"].nunique()
+
+
+def test_two_processes_save_the_adapter_one_process_saves_at_the_same_global_batch(tmp_path, tiny_model_dir,
+                                                                                  text_files):
+    """2 processes x batch 4 and 1 process x batch 8 see the same global batches (accelerate gives process i every
+    other batch of 4 of the same seeded permutation) and DDP averages their gradients: the same adapter. Dropout is
+    off, the only randomness that would differ between the two."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertModel
+
+    model_dir = tmp_path / "tiny-nodrop"
+    shutil.copytree(tiny_model_dir, model_dir)
+    BertModel.from_pretrained(str(model_dir), hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0).save_pretrained(str(model_dir))
+    base = config(tmp_path, str(model_dir), text_files, "base")
+    common = ["lora_dropout=0", "head_dropout=0", "max_train_samples=64"]
+    run([sys.executable, "scripts/train.py", "--config", base, "output=" + str(tmp_path / "one"), *common])
+    launcher = Path(sys.executable).parent / "accelerate"
+    r = run([str(launcher), "launch", "--config_file", "scripts/accelerate_configs/cpu-2proc.yaml", "scripts/train.py",
+             "--config", base, "output=" + str(tmp_path / "two"), "batch_size=4", *common])
+    assert r.stdout.count("'test':") == 1, "only rank 0 prints"
+    assert "batch 4 per process x 2 process(es) x 1 accumulation step(s) = 8 examples" in r.stdout
+    for name in ("adapter_model.safetensors", "head.safetensors"):
+        one, two = load_file(str(tmp_path / "one" / name)), load_file(str(tmp_path / "two" / name))
+        assert one.keys() == two.keys() and one
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=f"{name}:{key}")
