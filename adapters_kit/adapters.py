@@ -1,7 +1,8 @@
 """Adapter strategies: which backbone parameters train, and how that state is saved and restored.
 
 Every strategy trains the classification head; the head itself is saved by ``checkpoint`` for all of them.
-Registered methods: ``probe``, ``lora``, ``dora``, ``ia3`` (PEFT), ``lp-ft``, ``unfreeze-top-k`` and ``full``.
+Registered methods: ``probe``, ``lora``, ``dora``, ``loha``, ``lokr``, ``ia3`` (PEFT), ``lp-ft``, ``unfreeze-top-k``
+and ``full``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import re
 from typing import Protocol
 
-from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
+from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -153,6 +154,30 @@ class LpFt(Lora):
 
     name = "lp-ft"
     probe_first = True
+
+
+@ADAPTERS.register("loha")
+class LoHa(_Peft):
+    """PEFT LoHa: the weight update is the Hadamard product of two rank-r products (rank up to r^2 for the
+    parameters of two LoRAs); ``--lora-r`` / ``--lora-alpha`` / ``--lora-dropout`` shape it (dropout drops whole
+    adapted modules per step, PEFT's ``module_dropout``)."""
+
+    name = "loha"
+    default_lr = 1e-3
+
+    def peft_config(self, targets: list[str], cfg: TrainConfig):
+        return LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout, target_modules=targets)
+
+
+@ADAPTERS.register("lokr")
+class LoKr(_Peft):
+    """PEFT LoKr: the weight update is a Kronecker product of a small factor and a rank-r factor."""
+
+    name = "lokr"
+    default_lr = 1e-3
+
+    def peft_config(self, targets: list[str], cfg: TrainConfig):
+        return LoKrConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout, target_modules=targets)
 
 
 @ADAPTERS.register("ia3")

@@ -18,7 +18,7 @@ from adapters_kit.checkpoint import read_json
 from adapters_kit.errors import UserError
 
 TEMPLATE = "model_card.md.j2"
-PEFT_METHODS = ("lora", "dora", "ia3", "lp-ft")
+PEFT_METHODS = ("lora", "dora", "loha", "lokr", "ia3", "lp-ft")
 # Built-in backbones ship inside packages; the card names the Hub checkpoint they are a copy of.
 KNOWN_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 # The pipeline task of each modality; vision and audio slot in by name.
@@ -26,7 +26,8 @@ PIPELINE_TAGS = {"text": "text-classification", "vision": "image-classification"
 EXAMPLE_INPUTS = {"text": '["Shares rose sharply after the results were published."]',
                   "vision": '["photo.jpg"]', "audio": '["clip.wav"]'}
 INPUT_KINDS = {"text": "texts", "vision": "images", "audio": "audio clips"}
-METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "ia3": "an (IA)^3 adapter",
+METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "loha": "a LoHa adapter", "lokr": "a LoKr adapter",
+               "ia3": "an (IA)^3 adapter",
                "lp-ft": "a LoRA adapter trained after a linear-probe stage (LP-FT)",
                "probe": "a linear probe on the frozen backbone", "unfreeze-top-k": "the top blocks fine-tuned",
                "full": "full fine-tuning"}
@@ -151,7 +152,7 @@ class CardData:
                 "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision", "best_metric", "seed"]
         keys += {"lora": ["lora_r", "lora_alpha", "lora_dropout", "targets"], "ia3": ["targets"],
                  "unfreeze-top-k": ["unfreeze_k"]}.get(cfg["method"], [])
-        if cfg["method"] in ("dora", "lp-ft"):
+        if cfg["method"] in ("dora", "loha", "lokr", "lp-ft"):
             keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
                                                                             "lp-ft" else [])
         return [(k, cfg.get(k)) for k in keys if k in cfg]

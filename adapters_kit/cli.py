@@ -23,7 +23,7 @@ from adapters_kit.errors import TrainingInterrupted, UserError
 TRAIN_FLAGS = {
     "model": (str, "built-in name, checkpoint folder or Hub id"),
     "data": (str, "built-in name, load_dataset id/path, or train=a.csv,test=b.csv"),
-    "method": (str, "lora, dora, ia3, lp-ft, probe, unfreeze-top-k or full"),
+    "method": (str, "lora, dora, loha, lokr, ia3, lp-ft, probe, unfreeze-top-k or full"),
     "output": (str, "run folder to write"),
     "epochs": (int, None), "lr": (float, None), "batch_size": (int, None), "eval_batch_size": (int, None),
     "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),

@@ -35,15 +35,15 @@ class TrainConfig:
     """Data: a built-in name (``adapters-kit datasets``), a ``load_dataset`` id or path, or
     ``train=a.csv,test=b.csv`` (CSV, TSV, JSON, JSONL, Parquet)."""
     method: str = "lora"
-    """Adapter strategy: ``lora``, ``dora``, ``ia3`` (PEFT), ``probe`` (frozen backbone), ``unfreeze-top-k``
-    (top blocks train) or ``full``; the head always trains."""
+    """Adapter strategy: ``lora``, ``dora``, ``loha``, ``lokr``, ``ia3`` (PEFT), ``lp-ft``, ``probe`` (frozen
+    backbone), ``unfreeze-top-k`` (top blocks train) or ``full``; the head always trains."""
     output: str = "runs/latest"
     """Run folder to write; refused if it holds another run, unless ``overwrite``."""
     epochs: int | None = None
     """Passes over the training split; ``None`` takes the method's default (probe 30: its epochs run on cached
     features and cost almost nothing; every other method 2)."""
     lr: float | None = None
-    """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora 1e-3, ia3 5e-3, probe 1e-2,
+    """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora/loha/lokr 1e-3, ia3 5e-3, probe 1e-2,
     unfreeze-top-k 5e-5, full 3e-5)."""
     batch_size: int = 16
     """Training examples per optimizer step, per process (before gradient accumulation)."""

@@ -16,7 +16,7 @@ def intended(method: str, name: str) -> bool:
     if name.startswith("head."):
         return True
     return {"probe": False, "lora": "lora_" in name, "dora": "lora_" in name, "lp-ft": "lora_" in name,
-            "ia3": "ia3_" in name,
+            "ia3": "ia3_" in name, "loha": "hada_" in name, "lokr": "lokr_" in name,
             "full": "pooler" not in name, "unfreeze-top-k": ".layer.1." in name}[method]
 
 

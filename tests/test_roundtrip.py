@@ -16,6 +16,7 @@ RUN_FILES = {"head.safetensors", "labels.json", "train_config.json", "run_info.j
              "train_log.jsonl", "tokenizer.json", "tokenizer_config.json"}
 PEFT_FILES = {"adapter_config.json", "adapter_model.safetensors"}
 ADAPTER_FILES = {"lora": PEFT_FILES, "dora": PEFT_FILES, "ia3": PEFT_FILES, "lp-ft": PEFT_FILES, "probe": set(),
+                 "loha": PEFT_FILES, "lokr": PEFT_FILES,
                  "unfreeze-top-k": {"backbone_trainable.safetensors"}, "full": {"backbone_trainable.safetensors"}}
 
 
