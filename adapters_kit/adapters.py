@@ -156,28 +156,32 @@ class LpFt(Lora):
     probe_first = True
 
 
-@ADAPTERS.register("loha")
-class LoHa(_Peft):
-    """PEFT LoHa: the weight update is the Hadamard product of two rank-r products (rank up to r^2 for the
-    parameters of two LoRAs); ``--lora-r`` / ``--lora-alpha`` / ``--lora-dropout`` shape it (dropout drops whole
-    adapted modules per step, PEFT's ``module_dropout``)."""
+class _Lycoris(_Peft):
+    """PEFT's LyCORIS adapters share one shape: rank ``--lora-r``, scale ``--lora-alpha``, and ``--lora-dropout``
+    as PEFT's ``module_dropout`` (whole adapted modules dropped per step)."""
 
-    name = "loha"
     default_lr = 1e-3
+    config_class: type = LoHaConfig
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
-        return LoHaConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout, target_modules=targets)
+        return self.config_class(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout,
+                                 target_modules=targets)
+
+
+@ADAPTERS.register("loha")
+class LoHa(_Lycoris):
+    """PEFT LoHa: the weight update is the Hadamard product of two rank-r products (rank up to r^2)."""
+
+    name = "loha"
+    config_class = LoHaConfig
 
 
 @ADAPTERS.register("lokr")
-class LoKr(_Peft):
+class LoKr(_Lycoris):
     """PEFT LoKr: the weight update is a Kronecker product of a small factor and a rank-r factor."""
 
     name = "lokr"
-    default_lr = 1e-3
-
-    def peft_config(self, targets: list[str], cfg: TrainConfig):
-        return LoKrConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout, target_modules=targets)
+    config_class = LoKrConfig
 
 
 @ADAPTERS.register("ia3")
