@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from adapters_kit.checkpoint import read_json
+from adapters_kit.config import OBJECTIVE_METHODS
 from adapters_kit.errors import UserError
 
 TEMPLATE = "model_card.md.j2"
@@ -30,7 +31,9 @@ METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "loha": "a Lo
                "ia3": "an (IA)^3 adapter",
                "lp-ft": "a LoRA adapter trained after a linear-probe stage (LP-FT)",
                "probe": "a linear probe on the frozen backbone", "unfreeze-top-k": "the top blocks fine-tuned",
-               "full": "full fine-tuning"}
+               "full": "full fine-tuning",
+               "dann": "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data",
+               "joint": "joint training with a source task (L = L_S + lambda * L_T)"}
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
 
 
@@ -82,8 +85,13 @@ class CardData:
         return self.info.get("modality", "text")
 
     @property
+    def adapter_method(self) -> str:
+        """The adapter that trained the backbone (dann and joint name it in ``adapter``)."""
+        return self.cfg.get("adapter", "lora") if self.cfg["method"] in OBJECTIVE_METHODS else self.cfg["method"]
+
+    @property
     def is_peft(self) -> bool:
-        return self.cfg["method"] in PEFT_METHODS
+        return self.adapter_method in PEFT_METHODS
 
     def splits(self) -> list[str]:
         return [s for s, m in self.metrics.items() if isinstance(m, dict) and "accuracy" in m]
@@ -151,8 +159,9 @@ class CardData:
         keys = ["method", "model", "pooling", "head", "epochs", "lr", "batch_size", "grad_accum_steps", "max_length",
                 "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision", "best_metric", "seed"]
         keys += {"lora": ["lora_r", "lora_alpha", "lora_dropout", "targets"], "ia3": ["targets"],
-                 "unfreeze-top-k": ["unfreeze_k"]}.get(cfg["method"], [])
-        if cfg["method"] in ("dora", "loha", "lokr", "lp-ft"):
+                 "unfreeze-top-k": ["unfreeze_k"], "dann": ["adapter", "target_data"],
+                 "joint": ["adapter", "source_data", "joint_lambda"]}.get(cfg["method"], [])
+        if self.adapter_method in ("lora", "dora", "loha", "lokr", "lp-ft") and cfg["method"] != "lora":
             keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
                                                                             "lp-ft" else [])
         return [(k, cfg.get(k)) for k in keys if k in cfg]

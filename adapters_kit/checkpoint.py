@@ -101,7 +101,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     with atomic_dir(directory) as tmp:
         for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
             os.replace(kept, tmp / kept.name)
-        build_adapter(cfg.method).save(model.backbone, str(tmp))
+        build_adapter(cfg.adapter_method).save(model.backbone, str(tmp))
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
@@ -195,7 +195,7 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
     modality = get_modality(info.get("modality", "text"))
     path = resolve_base(root, cfg, info, base_model)
-    backbone = build_adapter(cfg.method).load(load_backbone(modality.backbone_class, path), str(root))
+    backbone = build_adapter(cfg.adapter_method).load(load_backbone(modality.backbone_class, path), str(root))
     head = build_head(cfg.head, feature_dim(backbone.config), len(labels), cfg.head_dropout)
     head.load_state_dict(load_file(str(root / "head.safetensors")))
     model = AdapterClassifier(backbone, cfg.pooling, head).eval()

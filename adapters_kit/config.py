@@ -19,6 +19,8 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
                     "top_k_accuracy", "roc_auc", "log_loss", "ece")
 LOWER_IS_BETTER = ("log_loss", "ece")
+OBJECTIVE_METHODS = ("dann", "joint")
+"""Methods that add a loss to an adapter chosen with ``adapter`` rather than being an adapter themselves."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,17 @@ class TrainConfig:
     """``probe``: encode each split once and train the head on the cached features; ``False`` runs the frozen
     backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
     baseline)."""
+    adapter: str = "lora"
+    """``dann`` and ``joint``: the adapter strategy they train (any method but ``probe`` and ``lp-ft``)."""
+    target_data: str | None = None
+    """``dann``: unlabelled target-domain inputs (a data spec; labels there, if any, are never read)."""
+    source_data: str | None = None
+    """``joint``: the labelled source-task data set that shares the backbone (its own head and labels)."""
+    joint_lambda: float = 1.0
+    """``joint``: weight of the target-task loss, L = L_S + lambda * L_T."""
+    compare_source_only: bool = False
+    """``dann``: also train the same adapter without the domain loss at the same budget; its test metrics are
+    written as ``test_source_only``."""
     save_steps: int | None = None
     """Also write a checkpoint every this many optimizer steps (one is always written at each epoch's end)."""
     save_total_limit: int = 2
@@ -149,8 +162,20 @@ class TrainConfig:
              f"save_steps must be a positive integer, got {self.save_steps!r}")
         need(isinstance(self.save_total_limit, int) and self.save_total_limit >= 1,
              f"save_total_limit must be a positive integer, got {self.save_total_limit!r}")
+        need(self.method != "dann" or bool(self.target_data),
+             "dann needs --target-data (unlabelled target-domain inputs)")
+        need(self.method != "joint" or bool(self.source_data), "joint needs --source-data (the labelled source task)")
+        need(self.method not in OBJECTIVE_METHODS or self.adapter not in ("probe", "lp-ft", *OBJECTIVE_METHODS),
+             f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "
+             f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
+        need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")
+
+    @property
+    def adapter_method(self) -> str:
+        """The adapter strategy that trains the backbone: ``adapter`` for dann/joint, else ``method``."""
+        return self.adapter if self.method in OBJECTIVE_METHODS else self.method
 
     def split_list(self) -> list[str]:
         """``eval_splits`` as a list, validation first."""

@@ -118,6 +118,17 @@ def load_raw(spec: str) -> DatasetDict:
     return raw
 
 
+def load_inputs(spec: str, input_candidates: tuple[str, ...], column: str | None = None) -> Dataset:
+    """Unlabelled inputs (DANN's target domain): the train split of a data spec, only its input column (column
+    ``input``); a label column, if there is one, is never read. Empty values are dropped."""
+    train = load_raw(spec)["train"]
+    col = find_column(list(train.column_names), column, input_candidates, "text", "--text-column")
+    values = [v for v in train[col] if v is not None and v == v and (not isinstance(v, str) or v.strip())]
+    if not values:
+        raise UserError(f"{spec} holds no inputs in column {col!r}; give a file with data rows")
+    return Dataset.from_dict({"input": values})
+
+
 # --------------------------------------------------------------------------------------------- columns, labels
 def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, flag: str,
                 exclude: str | None = None) -> str:

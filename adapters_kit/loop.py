@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
+from adapters_kit.objectives import CrossEntropy, Objective
 from adapters_kit.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
 
 
@@ -106,8 +106,9 @@ class _SigintFlag:
 class _Loop:
     """One training run's moving parts; ``run`` is the loop, ``_epoch`` one pass over the training batches."""
 
-    def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints):
+    def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective):
         self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
+        self.objective = objective or CrossEntropy()
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         # The schedule is counted in optimizer steps; a prepared scheduler ticks once per process at each step, so
         # both lengths are scaled by the process count. Rounding the warmup in optimizer steps makes 2 processes x
@@ -122,6 +123,7 @@ class _Loop:
         self.eval_loaders = {s: accelerator.prepare(loader) for s, loader in eval_loaders.items()}
         self.result, self.selector = TrainResult(), _Selector(cfg.best_metric, cfg.early_stopping_patience)
         self.pos = Position()
+        self.updates = updates
 
     def run(self) -> TrainResult:
         cfg, acc, result = self.cfg, self.acc, self.result
@@ -157,7 +159,7 @@ class _Loop:
         for i, batch in enumerate(bar, skip + 1):
             with acc.accumulate(model):
                 labels = batch.pop("labels")
-                loss = F.cross_entropy(model(**batch), labels)
+                loss = self.objective.loss(model, batch, labels, self.pos.step / self.updates)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm > 0:
                     acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -232,13 +234,14 @@ class _Loop:
 
 
 def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: dict, accelerator,
-          names: Sequence[str], checkpoints: Checkpointing | None = None) -> TrainResult:
+          names: Sequence[str], checkpoints: Checkpointing | None = None,
+          objective: Objective | None = None) -> TrainResult:
     """Train ``model`` in place and leave it holding the weights of its best validation evaluation.
 
     ``eval_loaders`` maps split names to unprepared loaders; ``validation`` drives model selection and early
     stopping. Evaluations run each epoch and, with ``cfg.eval_steps``, every that many optimizer steps. With
     ``checkpoints``, a checkpoint is written at each epoch end and every ``save_steps`` optimizer steps, training
     continues from ``checkpoints.resume_from`` when set, and Ctrl-C saves one and raises
-    :class:`TrainingInterrupted`.
+    :class:`TrainingInterrupted`. ``objective`` computes each step's loss (default: cross-entropy on the batch).
     """
-    return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints).run()
+    return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective).run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -18,12 +20,15 @@ class AdapterClassifier(nn.Module):
     ``features`` (the pooled vectors a frozen backbone gives), and returns logits.
     """
 
-    def __init__(self, backbone: nn.Module, pooling: str, head: nn.Module):
+    def __init__(self, backbone: nn.Module, pooling: str, head: nn.Module,
+                 aux_heads: dict[str, nn.Module] | None = None):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.pool = POOLERS.get(pooling)
         self.head = head
+        self.aux_heads = nn.ModuleDict(aux_heads or {})
+        """Heads an objective trains beside the task head (DANN's domain classifier, a joint source head)."""
 
     def features(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled backbone output, shape (batch, hidden)."""
@@ -31,10 +36,14 @@ class AdapterClassifier(nn.Module):
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         return self.pool(hidden, inputs.get("attention_mask"))
 
-    def forward(self, features: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor | None = None, aux: str | None = None,
+                **inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits; with ``aux``, (logits, that auxiliary head's output) from the same features."""
         if features is None:
             features = self.features(**inputs)
-        return self.head(features)
+        if aux is None:
+            return self.head(features)
+        return self.head(features), self.aux_heads[aux](features)
 
     def train(self, mode: bool = True) -> "AdapterClassifier":
         """Train mode for the parts that learn; a wholly frozen backbone stays in eval mode (no dropout), so it
@@ -66,7 +75,8 @@ def load_backbone(backbone_class, model_path: str) -> nn.Module:
         raise UserError(f"cannot load backbone {model_path!r}: {first[:300]}") from None
 
 
-def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int) -> AdapterClassifier:
+def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int,
+                aux_heads: Callable[[int], dict[str, nn.Module]] | None = None) -> AdapterClassifier:
     """Attach ``cfg.method``'s adapter and a fresh ``cfg.head`` to a loaded backbone.
 
     ``cfg.pooling`` must be resolved (not None).
@@ -77,9 +87,10 @@ def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int) -> Adapt
     >>> m.trainable_parameters()[0]   # only the head: 32 * 3 + 3
     99
     """
-    adapter = build_adapter(cfg.method)
+    adapter = build_adapter(cfg.adapter_method)
     # The head's initial weights depend on the seed alone, not on how much randomness loading the backbone used.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = build_head(cfg.head, feature_dim(backbone.config), num_labels, cfg.head_dropout)
-    return AdapterClassifier(adapter.attach(backbone, cfg), cfg.pooling, head)
+        extra = aux_heads(feature_dim(backbone.config)) if aux_heads else {}
+    return AdapterClassifier(adapter.attach(backbone, cfg), cfg.pooling, head, extra)

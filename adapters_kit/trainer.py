@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,21 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 
 from adapters_kit import __version__
-from adapters_kit.adapters import build_adapter
+from adapters_kit.adapters import ADAPTERS, build_adapter
 from adapters_kit.card import write_card
 from adapters_kit.catalog import resolve_model
 from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, write_json
-from adapters_kit.config import TrainConfig
-from adapters_kit.data import load_splits, make_loader, prepare
+from adapters_kit.config import OBJECTIVE_METHODS, TrainConfig
+from adapters_kit.data import load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
 from adapters_kit.evaluation import evaluate
 from adapters_kit.features import backbone_fingerprint, cached_encode, feature_loader
-from adapters_kit.heads import HEADS, POOLERS
+from adapters_kit.heads import HEADS, POOLERS, build_head
 from adapters_kit.inference import Classifier
 from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model, load_backbone
+from adapters_kit.objectives import DomainAdversarial, Joint, Objective
 from adapters_kit.report import write_mistakes, write_report
 from adapters_kit.resume import Checkpointing
 
@@ -37,7 +39,10 @@ log = logging.getLogger(__name__)
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill method-dependent defaults (lr, epochs, pooling); check every registered name before work starts."""
-    adapter = build_adapter(cfg.method)
+    if cfg.method not in ADAPTERS and cfg.method not in OBJECTIVE_METHODS:
+        raise UserError(f"unknown method {cfg.method!r}; choose one of: "
+                        f"{', '.join(sorted([*ADAPTERS.names(), *OBJECTIVE_METHODS]))}")
+    adapter = build_adapter(cfg.adapter_method)
     HEADS.get(cfg.head)
     modality = get_modality(resolve_model(cfg.model)[1]) if cfg.pooling is None else None
     pooling = cfg.pooling or modality.default_pooling
@@ -121,8 +126,10 @@ class AdapterTrainer:
             raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
                             f"{', '.join(splits.datasets)}")
         self._print_data(splits)
+        objective = self._objective(modality, processor)
         set_seed(cfg.seed)
-        model = build_model(cfg, load_backbone(modality.backbone_class, path), len(names))
+        model = build_model(cfg, load_backbone(modality.backbone_class, path), len(names),
+                            objective.aux_heads if objective else None)
         trainable, total = model.trainable_parameters()
         acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
@@ -135,13 +142,15 @@ class AdapterTrainer:
         set_seed(cfg.seed)
         checkpoints = Checkpointing(cfg.output, cfg.save_steps, cfg.save_total_limit, cfg.to_dict(), resume_from)
         result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names,
-                            checkpoints)
+                            checkpoints, objective)
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
         metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}
         metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
                         for s, loader in token_loaders.items() if s != "train" and s not in metrics})
         metrics["train"] = self._train_figures(result)
+        if cfg.compare_source_only and "test" in metrics:
+            metrics["test_source_only"] = self._source_only()
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
         if acc.is_main_process:
@@ -155,6 +164,42 @@ class AdapterTrainer:
             write_card(cfg.output)  # after save_run, which removed PEFT's own stub README
         acc.wait_for_everyone()
         return metrics
+
+    def _objective(self, modality, processor) -> Objective | None:
+        """DANN's target-domain batches or the joint method's source task, each from its own loader."""
+        cfg, acc = self.cfg, self.accelerator
+        if cfg.method not in OBJECTIVE_METHODS:
+            return None
+        with acc.main_process_first():
+            if cfg.method == "dann":
+                inputs = load_inputs(cfg.target_data, modality.input_columns, cfg.text_column)
+            else:
+                source = load_splits(cfg.replace(data=cfg.source_data, text_column=None, label_column=None,
+                                                 max_train_samples=None), modality.input_columns)
+                inputs = source.datasets["train"]
+            prepared = prepare(inputs, modality, processor, cfg.max_length)
+        # Its own shuffling seed, so the main loader's order is the same as without the objective.
+        loader = acc.prepare(make_loader(prepared, modality.collator(processor), cfg.batch_size, shuffle=True,
+                                         seed=cfg.seed + 1))
+        acc.print(f"{cfg.method}: {len(prepared)} {'target-domain' if cfg.method == 'dann' else 'source-task'} "
+                  f"examples")
+        if cfg.method == "dann":
+            return DomainAdversarial(loader)
+        return Joint(loader, len(source.labels), cfg.joint_lambda,
+                     lambda dim, k: build_head(cfg.head, dim, k, cfg.head_dropout))
+
+    def _source_only(self) -> dict[str, Any]:
+        """DANN's baseline: the same adapter, seed and budget without the domain loss; its test metrics."""
+        out = Path(self.cfg.output).resolve()
+        twin = self.cfg.replace(method=self.cfg.adapter, target_data=None, compare_source_only=False,
+                                output=str(out.parent / f".{out.name}.source-only"), overwrite=True, resume=False,
+                                resume_from=None, save_steps=None)
+        self.accelerator.print("training the source-only baseline (same adapter and budget, no domain loss)")
+        try:
+            return AdapterTrainer(twin, accelerator=self.accelerator).train()["test"]
+        finally:
+            if self.accelerator.is_main_process:
+                shutil.rmtree(twin.output, ignore_errors=True)
 
     def _train_figures(self, result) -> dict[str, Any]:
         """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes."""
@@ -181,7 +226,7 @@ class AdapterTrainer:
         collate = modality.collator(processor)
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
-        adapter = build_adapter(cfg.method)
+        adapter = build_adapter(cfg.adapter_method)
         if adapter.frozen_backbone and not cfg.cache_features:
             return loaders, loaders
         if adapter.frozen_backbone:
