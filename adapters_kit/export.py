@@ -59,7 +59,7 @@ def _merged_config(run: LoadedRun, model: AdapterClassifier):
     config.label2id = {n: i for i, n in enumerate(run.labels.names)}
     config.adapters_kit_pooling = model.pooling
     config.adapters_kit_head = run.cfg.head
-    config.adapters_kit_feature_dim = feature_dim(model.backbone.config)
+    config.adapters_kit_feature_dim = feature_dim(model.backbone)
     return config
 
 
@@ -296,13 +296,13 @@ def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None
 
     cfg = run.cfg.replace(data=data, max_train_samples=None, text_column=run.info.get("input_column"),
                           label_column=run.info.get("label_column"))
-    splits = load_splits(cfg, run.modality.input_columns, labels=run.labels)
+    splits = load_splits(cfg, run.modality, labels=run.labels)
     if split not in splits.datasets:
         raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
     ds = splits.datasets[split]
     if max_samples:
         ds = ds.select(range(min(max_samples, len(ds))))
-    loader = make_loader(prepare(ds, run.modality, run.processor, run.cfg.max_length),
+    loader = make_loader(prepare(ds, run.modality, run.processor),
                          run.modality.collator(run.processor), batch_size, shuffle=False)
     return list(loader)
 

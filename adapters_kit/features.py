@@ -23,13 +23,10 @@ import torch
 from datasets import Dataset, load_from_disk
 from torch.utils.data import DataLoader, TensorDataset
 
+from adapters_kit.catalog import cache_root
 from adapters_kit.modeling import AdapterClassifier
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ADAPTERS_KIT_CACHE", Path.home() / ".cache" / "adapters_kit"))
 
 
 def backbone_fingerprint(model: AdapterClassifier) -> str:
@@ -44,6 +41,9 @@ def backbone_fingerprint(model: AdapterClassifier) -> str:
 def split_fingerprint(ds: Dataset) -> str:
     """sha256 of a preprocessed split's Arrow data (column names, types and values)."""
     table = ds.flatten_indices().data.table if ds._indices is not None else ds.data.table
+    # The same data may sit in differently sized record batches (fresh vs. cached map output) and carry
+    # datasets' metadata: hash one canonical layout of the values only.
+    table = table.replace_schema_metadata(None).combine_chunks()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

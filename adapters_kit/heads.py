@@ -23,6 +23,13 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+@POOLERS.register("pooler")
+def pooler_pool(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The backbone's own pooled output (``pooler_output``: a CNN's global average pool, ConvNeXt's pooled layer
+    norm); ``AdapterClassifier`` uses it directly and falls back to this mean when a backbone has none."""
+    return mean_pool(hidden, mask)
+
+
 @POOLERS.register("cls")
 def cls_pool(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The first position (BERT's [CLS], ViT's class token)."""

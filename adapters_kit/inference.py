@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 
 from adapters_kit.checkpoint import LoadedRun, is_hub_id, load_run
 
 
 class Classifier:
-    """``clf(texts)`` -> ``[{"label": str, "score": float}, ...]``, one dict per input (a list of ``top_k``
-    dicts per input when ``top_k`` > 1), like ``pipeline("text-classification")``.
+    """``clf(inputs)`` -> ``[{"label": str, "score": float}, ...]``, one dict per input (a list of ``top_k``
+    dicts per input when ``top_k`` > 1), like ``pipeline("text-classification")`` / ``"image-classification"`` /
+    ``"audio-classification"``. Inputs are texts, or image / audio file paths (also PIL images and 1-D waveforms
+    at the extractor's sampling rate).
 
     >>> clf = load("runs/bbc")                                        # doctest: +SKIP
     >>> clf("Shares rose sharply after the results")                  # doctest: +SKIP
@@ -33,11 +37,11 @@ class Classifier:
     @torch.inference_mode()
     def logits(self, inputs: str | Sequence[Any]) -> torch.Tensor:
         """Raw logits, shape (len(inputs), num_labels)."""
-        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        single = isinstance(inputs, (str, Image.Image)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 1)
+        items = [inputs] if single else list(inputs)
         out = []
         for i in range(0, len(items), self.batch_size):
-            chunk = {"input": items[i:i + self.batch_size]}
-            enc = self.run.modality.preprocess(self.run.processor, chunk, "input", self.run.cfg.max_length)
+            enc = self.run.modality.encode(self.run.processor, items[i:i + self.batch_size])
             batch = self.collate([dict(zip(enc.keys(), row)) for row in zip(*enc.values())])
             out.append(self.model(**batch))
         return torch.cat(out) if out else torch.empty(0, len(self.labels))

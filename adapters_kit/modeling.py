@@ -31,10 +31,29 @@ class AdapterClassifier(nn.Module):
         """Heads an objective trains beside the task head (DANN's domain classifier, a joint source head)."""
 
     def features(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone output, shape (batch, hidden)."""
+        """Pooled backbone output, shape (batch, hidden).
+
+        ``pooler`` takes the backbone's own pooled output (a CNN's global average pool); feature maps
+        (batch, channels, height, width) are pooled over their positions; an attention mask over audio samples
+        is reduced to the backbone's frames before pooling.
+        """
         out = self.backbone(**inputs)
+        if self.pooling == "pooler" and getattr(out, "pooler_output", None) is not None:
+            return out.pooler_output.flatten(1)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return self.pool(hidden, inputs.get("attention_mask"))
+        if hidden.dim() == 4:
+            hidden = hidden.flatten(2).transpose(1, 2)
+        mask = inputs.get("attention_mask")
+        if mask is not None and mask.shape[1] != hidden.shape[1]:
+            mask = self._frame_mask(mask, hidden.shape[1])
+        return self.pool(hidden, mask)
+
+    def _frame_mask(self, mask: torch.Tensor, frames: int) -> torch.Tensor:
+        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        if hasattr(base, "_get_feature_vector_attention_mask"):  # wav2vec2 / HuBERT: exact conv arithmetic
+            return base._get_feature_vector_attention_mask(frames, mask)
+        lengths = (mask.sum(1).float() * frames / mask.shape[1]).ceil().long()
+        return (torch.arange(frames, device=mask.device)[None] < lengths[:, None]).long()
 
     def forward(self, features: torch.Tensor | None = None, aux: str | None = None,
                 **inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -47,10 +66,17 @@ class AdapterClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> "AdapterClassifier":
         """Train mode for the parts that learn; a wholly frozen backbone stays in eval mode (no dropout), so it
-        computes exactly the features inference sees, as a probe's cached features are."""
+        computes exactly the features inference sees, as a probe's cached features are.
+
+        BatchNorm layers always stay in eval mode: their running statistics keep the pretrained values, which
+        are what a reloaded run has (adapters do not save running statistics), so a model predicts the same in
+        memory and after save -> reload. Their affine weights still train when the method trains them."""
         super().train(mode)
         if mode and not any(p.requires_grad for p in self.backbone.parameters()):
             self.backbone.eval()
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
         return self
 
     def trainable_parameters(self) -> tuple[int, int]:
@@ -59,20 +85,19 @@ class AdapterClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad), total
 
 
-def feature_dim(config) -> int:
+def feature_dim(backbone: nn.Module) -> int:
+    """Width of the pooled features: the config's hidden size, a CNN's last stage width, or the channels of its
+    last convolution (MobileNetV2's final 1x1 conv)."""
+    config = backbone.config
     for attr in ("hidden_size", "d_model", "n_embd"):
         if isinstance(getattr(config, attr, None), int):
             return getattr(config, attr)
+    if isinstance(getattr(config, "hidden_sizes", None), (list, tuple)) and config.hidden_sizes:
+        return int(config.hidden_sizes[-1])
+    convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    if convs:
+        return convs[-1].out_channels
     raise UserError(f"cannot tell the feature size of a {type(config).__name__}; this backbone is not supported")
-
-
-def load_backbone(backbone_class, model_path: str) -> nn.Module:
-    """``from_pretrained`` with a one-line error when the checkpoint cannot be had (e.g. offline, not cached)."""
-    try:
-        return backbone_class.from_pretrained(model_path)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load backbone {model_path!r}: {first[:300]}") from None
 
 
 def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int,
@@ -91,6 +116,6 @@ def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int,
     # The head's initial weights depend on the seed alone, not on how much randomness loading the backbone used.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        head = build_head(cfg.head, feature_dim(backbone.config), num_labels, cfg.head_dropout)
-        extra = aux_heads(feature_dim(backbone.config)) if aux_heads else {}
+        head = build_head(cfg.head, feature_dim(backbone), num_labels, cfg.head_dropout)
+        extra = aux_heads(feature_dim(backbone)) if aux_heads else {}
     return AdapterClassifier(adapter.attach(backbone, cfg), cfg.pooling, head, extra)

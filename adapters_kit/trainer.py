@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from transformers import AutoConfig
 
 from adapters_kit import __version__
 from adapters_kit.adapters import ADAPTERS, build_adapter
@@ -29,7 +30,7 @@ from adapters_kit.heads import HEADS, POOLERS, build_head
 from adapters_kit.inference import Classifier
 from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
-from adapters_kit.modeling import build_model, load_backbone
+from adapters_kit.modeling import build_model
 from adapters_kit.objectives import DomainAdversarial, Joint, Objective
 from adapters_kit.report import write_mistakes, write_report
 from adapters_kit.resume import Checkpointing
@@ -44,8 +45,14 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
                         f"{', '.join(sorted([*ADAPTERS.names(), *OBJECTIVE_METHODS]))}")
     adapter = build_adapter(cfg.adapter_method)
     HEADS.get(cfg.head)
-    modality = get_modality(resolve_model(cfg.model)[1]) if cfg.pooling is None else None
-    pooling = cfg.pooling or modality.default_pooling
+    pooling = cfg.pooling
+    if pooling is None:
+        path, modality = resolve_model(cfg.model)
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError):
+            config = None  # the backbone's own loading reports it precisely
+        pooling = get_modality(modality).default_pooling(config)
     POOLERS.get(pooling)
     return cfg.replace(lr=cfg.lr or adapter.default_lr, epochs=cfg.epochs or adapter.default_epochs,
                        pooling=pooling)
@@ -116,10 +123,12 @@ class AdapterTrainer:
         cfg, acc = self.cfg, self.accelerator
         resume_from = check_output(cfg.output, cfg.overwrite, cfg.resume, cfg.resume_from)
         path, modality_name = resolve_model(cfg.model)
-        modality = get_modality(modality_name)
+        modality = get_modality(modality_name, cfg)
         processor = _load_processor(modality, path)
         with acc.main_process_first():
-            splits = load_splits(cfg, modality.input_columns)
+            splits = load_splits(cfg, modality)
+        processor, cfg = modality.fit(processor, splits.datasets["train"]["input"])
+        self.cfg = cfg
         names = splits.labels.names
         missing = [s for s in cfg.split_list() if s not in splits.datasets]
         if missing:
@@ -128,7 +137,7 @@ class AdapterTrainer:
         self._print_data(splits)
         objective = self._objective(modality, processor)
         set_seed(cfg.seed)
-        model = build_model(cfg, load_backbone(modality.backbone_class, path), len(names),
+        model = build_model(cfg, modality.load_backbone(path, processor), len(names),
                             objective.aux_heads if objective else None)
         trainable, total = model.trainable_parameters()
         acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
@@ -172,12 +181,12 @@ class AdapterTrainer:
             return None
         with acc.main_process_first():
             if cfg.method == "dann":
-                inputs = load_inputs(cfg.target_data, modality.input_columns, cfg.text_column)
+                inputs = load_inputs(cfg.target_data, modality, cfg.text_column)
             else:
                 source = load_splits(cfg.replace(data=cfg.source_data, text_column=None, label_column=None,
-                                                 max_train_samples=None), modality.input_columns)
+                                                 max_train_samples=None), modality)
                 inputs = source.datasets["train"]
-            prepared = prepare(inputs, modality, processor, cfg.max_length)
+            prepared = prepare(inputs, modality, processor, train=True)
         # Its own shuffling seed, so the main loader's order is the same as without the objective.
         loader = acc.prepare(make_loader(prepared, modality.collator(processor), cfg.batch_size, shuffle=True,
                                          seed=cfg.seed + 1))
@@ -222,25 +231,26 @@ class AdapterTrainer:
         """(loaders of model inputs, loaders the loop trains and selects on): the same, or cached features."""
         cfg, acc = self.cfg, self.accelerator
         with acc.main_process_first():
-            prepared = prepare(splits.datasets, modality, processor, cfg.max_length)
+            prepared = prepare(splits.datasets, modality, processor)
         collate = modality.collator(processor)
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                   shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
         adapter = build_adapter(cfg.adapter_method)
         if adapter.frozen_backbone and not cfg.cache_features:
             return loaders, loaders
+        signature = modality.signature(processor)
         if adapter.frozen_backbone:
-            return loaders, self._feature_loaders(model, prepared, collate)
+            return loaders, self._feature_loaders(model, prepared, collate, signature)
         if adapter.probe_first:
-            self._probe_stage(model, self._feature_loaders(model, prepared, collate), splits.labels.names)
+            self._probe_stage(model, self._feature_loaders(model, prepared, collate, signature), splits.labels.names)
         return loaders, loaders
 
-    def _feature_loaders(self, model, prepared, collate) -> dict:
+    def _feature_loaders(self, model, prepared, collate, signature: str = "") -> dict:
         """Encode every split once (eval mode, so exactly what inference computes), or find the features of an
-        earlier run with the same weights, pooling and preprocessed data in the cache."""
+        earlier run with the same weights, pooling, preprocessing (``signature``) and data in the cache."""
         cfg, acc = self.cfg, self.accelerator
         model.to(acc.device)
-        key = backbone_fingerprint(model)
+        key = backbone_fingerprint(model) + signature
         features = {}
         for s, ds in prepared.items():
             plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
@@ -284,14 +294,14 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
                           label_column=label_column or run.info["label_column"])
     acc = accelerator or Accelerator()
     with acc.main_process_first():
-        splits = load_splits(cfg, run.modality.input_columns, labels=run.labels)
+        splits = load_splits(cfg, run.modality, labels=run.labels)
     if split not in splits.datasets:
         raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
     unknown = splits.report["unknown_labels"].get(split, 0)
     if unknown:
         log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
     ds = splits.datasets[split]
-    prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor, cfg.max_length)
+    prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False)
     metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names, top_k=cfg.top_k,
                        errors=errors)

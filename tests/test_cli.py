@@ -65,7 +65,7 @@ def error_of(capsys, argv):
 
 def test_unknown_model_lists_builtins(capsys, tmp_path):
     err = error_of(capsys, ["train", "--model", "./not-a-folder", "--output", str(tmp_path / "o")])
-    assert "not a built-in (minilm-l6)" in err
+    assert "not a built-in (minilm-l6, mobilenet-v2, whisper-tiny-encoder, smollm2-135m)" in err
 
 
 def test_uncached_hub_id_says_so(capsys, text_files, tmp_path):

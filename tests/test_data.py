@@ -5,7 +5,7 @@ from adapters_kit.data import LabelMap, find_column, load_splits
 from adapters_kit.modalities import TextModality
 from tests.conftest import make_texts, write_csv
 
-COLS = TextModality.input_columns
+COLS = TextModality()
 
 
 def splits_for(data, **kw):
