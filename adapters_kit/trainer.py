@@ -273,9 +273,9 @@ class AdapterTrainer:
         r = splits.report
         sizes = ", ".join(f"{s} {n}" for s, n in r["sizes"].items())
         dups = sum(r["duplicates_dropped"].values())
-        self.accelerator.print(f"data: {sizes}; {len(splits.labels)} classes; {dups} duplicate text(s) dropped "
+        self.accelerator.print(f"data: {sizes}; {len(splits.labels)} classes; {dups} duplicate input(s) dropped "
                                f"({', '.join(f'{s} {n}' for s, n in r['duplicates_dropped'].items())}); "
-                               f"columns text={splits.input_column!r} label={splits.label_column!r}")
+                               f"columns input={splits.input_column!r} label={splits.label_column!r}")
         skipped = {k: sum(v.values()) for k, v in r.items() if k in ("null_rows", "unknown_labels")}
         if any(skipped.values()):
             log.warning("skipped rows: %s", skipped)
