@@ -238,3 +238,28 @@ def test_predict_cli_labels_image_files(family_dir, image_root, tmp_path, capsys
 def test_audio_labels_are_tone_names(audio_root, family_dir):
     splits = load_splits(TrainConfig(model=family_dir("wav2vec2"), data=audio_root), get_modality("audio"))
     assert splits.labels.names == tuple(sorted(TONES)) and splits.kind == "audio"
+
+
+def test_eval_of_an_image_run_writes_metrics_and_mistakes(family_dir, image_root, tmp_path, capsys):
+    import csv
+
+    out = str(tmp_path / "run")
+    # barely trained (one epoch at a tiny learning rate), so there are mistakes to list
+    assert main(["train", "--model", family_dir("vit"), "--data", image_root, "--method", "probe", "--epochs", "1",
+                 "--lr", "1e-5", "--output", out]) == 0
+    assert main(["eval", out, "--data", image_root, "--split", "test", "--errors", "50"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert metrics["n"] == 12
+    with open(tmp_path / "run" / "errors_test.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert 0 < len(rows) == round(12 * (1 - metrics["accuracy"]))
+    assert all(os.path.isfile(r["input"]) and r["true"] != r["predicted"] for r in rows)
+
+
+def test_a_corrupt_audio_file_is_skipped(family_dir, tmp_path, caplog):
+    root = write_audio_folder(str(tmp_path / "snd"), {"train": 40, "test": 2})
+    (tmp_path / "snd" / "train" / "low" / "empty.wav").write_bytes(b"RIFF\x00\x00")
+    cfg = TrainConfig(model=family_dir("wav2vec2"), data=root, method="probe", output=str(tmp_path / "run"), epochs=1)
+    with caplog.at_level("WARNING"):
+        AdapterTrainer(cfg).train()
+    assert "skipping 1 unreadable audio file(s) in train" in caplog.text and "empty.wav" in caplog.text
