@@ -23,10 +23,10 @@ PEFT_METHODS = ("lora", "dora", "loha", "lokr", "ia3", "lp-ft")
 # Built-in backbones ship inside packages; the card names the Hub checkpoint they are a copy of.
 KNOWN_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 # The pipeline task of each modality; vision and audio slot in by name.
-PIPELINE_TAGS = {"text": "text-classification", "vision": "image-classification", "audio": "audio-classification"}
+PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification", "audio": "audio-classification"}
 EXAMPLE_INPUTS = {"text": '["Shares rose sharply after the results were published."]',
-                  "vision": '["photo.jpg"]', "audio": '["clip.wav"]'}
-INPUT_KINDS = {"text": "texts", "vision": "images", "audio": "audio clips"}
+                  "image": '["photo.jpg"]', "audio": '["clip.wav"]'}
+INPUT_KINDS = {"text": "texts", "image": "images", "audio": "audio clips"}
 METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "loha": "a LoHa adapter", "lokr": "a LoKr adapter",
                "ia3": "an (IA)^3 adapter",
                "lp-ft": "a LoRA adapter trained after a linear-probe stage (LP-FT)",

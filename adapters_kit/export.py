@@ -18,7 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,7 +29,7 @@ from adapters_kit.errors import UserError
 from adapters_kit.modeling import AdapterClassifier, feature_dim
 
 REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
-AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "vision": "AutoModelForImageClassification",
+AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "image": "AutoModelForImageClassification",
                 "audio": "AutoModelForAudioClassification"}
 SAMPLE_TEXTS = ["Shares rose sharply.", "The team won the match after a late goal in the second half of extra time.",
                 "New phone chips arrive", "Parliament debated the budget for hours and the vote was delayed again "
@@ -101,13 +103,38 @@ class _LogitsOnly(nn.Module):
         return self.model(**dict(zip(self.names, args)))
 
 
+def _sample_inputs(modality: str, rate: int, sizes: tuple[int, ...]) -> list[list]:
+    """Batches of sample inputs of the sizes given: texts; synthetic images of mixed sizes and modes; waveforms of
+    mixed lengths (tones in noise) at the extractor's ``rate``."""
+    rng = np.random.default_rng(0)
+    if modality == "image":
+        def image(i: int) -> Image.Image:
+            arr = rng.integers(0, 256, (24 + 9 * i, 40 - 3 * i, 3), dtype=np.uint8)
+            return Image.fromarray(arr).convert("L" if i % 3 == 2 else "RGB")
+        make = image
+    elif modality == "audio":
+        def make(i: int) -> np.ndarray:
+            t = np.arange(int(rate * (0.4 + 0.3 * i))) / rate
+            return (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + rng.normal(0, 0.02, t.shape)).astype(np.float32)
+    else:
+        def make(i: int) -> str:
+            return SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)]
+    return [[make(i) for i in range(n)] for n in sizes]
+
+
 def _sample_batches(run: LoadedRun) -> list[dict[str, torch.Tensor]]:
-    """Two batches of different size and length (text: 2 short texts, then 5 of mixed length)."""
-    if run.info.get("modality", "text") != "text":
-        raise UserError("ONNX export is implemented for text runs only so far")
-    return [dict(run.processor(texts, padding=True, truncation=True, max_length=run.cfg.max_length,
-                               return_tensors="pt")) for texts in (SAMPLE_TEXTS[:1] + SAMPLE_TEXTS[2:3],
-                                                                   SAMPLE_TEXTS)]
+    """Two batches of different size (and, where inputs vary in length, different length): 2 then 5 inputs."""
+    modality = run.info.get("modality", "text")
+    if modality == "text":
+        return [dict(run.processor(texts, padding=True, truncation=True, max_length=run.cfg.max_length,
+                                   return_tensors="pt")) for texts in (SAMPLE_TEXTS[:1] + SAMPLE_TEXTS[2:3],
+                                                                       SAMPLE_TEXTS)]
+    collate = run.modality.collator(run.processor)
+    batches = []
+    for inputs in _sample_inputs(modality, getattr(run.processor, "sampling_rate", 16000), (2, 5)):
+        enc = run.modality.encode(run.processor, inputs)
+        batches.append(collate([dict(zip(enc.keys(), row)) for row in zip(*enc.values())]))
+    return batches
 
 
 def save_onnx(run: LoadedRun, model: AdapterClassifier, out: Path) -> float:
@@ -116,7 +143,8 @@ def save_onnx(run: LoadedRun, model: AdapterClassifier, out: Path) -> float:
 
     batches = _sample_batches(run)
     names = list(batches[0])
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    # Token ids, masks and raw waveforms vary in length; pixels and Whisper's mel frames have a fixed size.
+    axes = {n: {0: "batch", 1: "sequence"} if batches[0][n].dim() == 2 else {0: "batch"} for n in names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export (which needs onnxscript); it handles

@@ -263,3 +263,73 @@ def test_a_corrupt_audio_file_is_skipped(family_dir, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         AdapterTrainer(cfg).train()
     assert "skipping 1 unreadable audio file(s) in train" in caplog.text and "empty.wav" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------- export
+@pytest.fixture(scope="module")
+def exported_runs(family_dir, image_root, audio_root, tmp_path_factory):
+    """A LoRA run per image/audio family, with its merged and ONNX exports."""
+    from adapters_kit.export import export_run
+
+    runs = {}
+    for family in ("vit", "mobilenet_v2", "wav2vec2", "whisper"):
+        root = tmp_path_factory.mktemp(f"export_{family}")
+        data = image_root if family in IMAGE_FAMILIES else audio_root
+        cfg = TrainConfig(model=family_dir(family), data=data, method="lora", output=str(root / "run"), epochs=1,
+                          batch_size=8, lr=5e-3, lora_r=2)
+        AdapterTrainer(cfg).train()
+        checks = {to: export_run(cfg.output, to, root / to)["checks"] for to in ("merged", "onnx", "int8")}
+        runs[family] = (root, data, checks)
+    return runs
+
+
+@pytest.mark.parametrize("family", ["vit", "mobilenet_v2", "wav2vec2", "whisper"])
+def test_merged_and_onnx_exports_match_the_run_on_real_files(family, exported_runs):
+    import transformers
+
+    from adapters_kit.checkpoint import load_run
+    from adapters_kit.data import make_loader, prepare
+    from adapters_kit.export import load_int8, load_merged, onnx_predictor
+
+    root, data, checks = exported_runs[family]
+    assert "limit 1e-4" in checks["merged"][0] and "limit 0.001" in checks["onnx"][0]
+    run = load_run(root / "run")
+    splits = load_splits(run.cfg.replace(data=data), run.modality, labels=run.labels)
+    loader = make_loader(prepare(splits.datasets["test"], run.modality, run.processor),
+                         run.modality.collator(run.processor), 4, shuffle=False)
+    merged = load_merged(root / "merged")
+    auto = {"image": transformers.AutoModelForImageClassification,
+            "audio": transformers.AutoModelForAudioClassification}[run.modality.name]
+    assert type(merged).__name__ == "AdaptersKitClassifier" and auto.__name__ in merged.config.auto_map
+    assert merged.config.id2label == dict(enumerate(run.labels.names))
+    onnx, int8 = onnx_predictor(root / "onnx" / "model.onnx"), load_int8(root / "int8")
+    with torch.inference_mode():
+        for batch in loader:
+            batch.pop("labels")
+            expected = run.model(**batch)
+            assert torch.allclose(merged(**batch).logits, expected, atol=1e-4)
+            assert torch.allclose(onnx(batch), expected, atol=1e-3)
+            assert (int8(**batch) - expected).abs().max() < 0.05  # int8 weights: close, not exact
+
+
+def test_plain_peft_loads_an_image_adapter(family_dir, exported_runs):
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    from adapters_kit.checkpoint import load_run
+    from adapters_kit.export import _sample_batches
+
+    root = exported_runs["vit"][0]
+    run = load_run(root / "run")
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(family_dir("vit")), str(root / "run")).eval()
+    batch = _sample_batches(run)[1]
+    with torch.inference_mode():
+        hidden = peft_model(**batch).last_hidden_state[:, 0]
+        assert torch.allclose(run.model.head(hidden), run.model(**batch), atol=1e-5)
+
+
+def test_model_card_of_an_audio_run_has_its_pipeline_tag(exported_runs):
+    card = (exported_runs["whisper"][0] / "run" / "README.md").read_text()
+    assert "pipeline_tag: audio-classification" in card and "audio clips" in card
+    card = (exported_runs["vit"][0] / "run" / "README.md").read_text()
+    assert "pipeline_tag: image-classification" in card

@@ -4,7 +4,8 @@ Copied next to the weights by ``adapters-kit export --to merged`` and named in `
 ``AutoModelFor...Classification.from_pretrained(folder, trust_remote_code=True)`` and ``pipeline(...)`` load it with
 only torch and transformers installed (no peft, no adapters_kit). No stock transformers head pools the way
 adapters_kit does (mean pooling over real tokens, by default), hence this file. Settings live in ``config.json``:
-``adapters_kit_pooling`` (mean, cls, last), ``adapters_kit_head`` (linear, mlp), ``adapters_kit_feature_dim``.
+``adapters_kit_pooling`` (mean, cls, last, pooler), ``adapters_kit_head`` (linear, mlp), ``adapters_kit_feature_dim``.
+Works for text, image (ViT-style and CNN) and audio (wav2vec2-style and Whisper's encoder) backbones.
 """
 
 import torch
@@ -15,6 +16,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 def pool(hidden, mask, how):
     """Same arithmetic as adapters_kit.heads: masked mean, first position, or last real position."""
+    if hidden.dim() == 4:  # CNN feature maps (batch, channels, height, width) -> positions
+        hidden = hidden.flatten(2).transpose(1, 2)
     if how == "cls":
         return hidden[:, 0]
     if how == "last":
@@ -44,7 +47,9 @@ class AdaptersKitClassifier(PreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config)
+        backbone = AutoModel.from_config(config)
+        # Encoder-decoder speech models (Whisper) are used through their encoder, as adapters_kit trains them.
+        self.backbone = backbone.get_encoder() if getattr(config, "is_encoder_decoder", False) else backbone
         self.head = build_head(config.adapters_kit_head, config.adapters_kit_feature_dim, config.num_labels)
         self.post_init()
 
@@ -54,7 +59,14 @@ class AdaptersKitClassifier(PreTrainedModel):
         if attention_mask is not None:
             inputs["attention_mask"] = attention_mask
         out = self.backbone(**inputs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        logits = self.head(pool(hidden, attention_mask, self.config.adapters_kit_pooling))
+        how = self.config.adapters_kit_pooling
+        if how == "pooler" and getattr(out, "pooler_output", None) is not None:
+            logits = self.head(out.pooler_output.flatten(1))
+        else:
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            mask = attention_mask
+            if mask is not None and mask.shape[1] != hidden.shape[1]:  # audio samples -> encoder frames
+                mask = self.backbone._get_feature_vector_attention_mask(hidden.shape[1], mask)
+            logits = self.head(pool(hidden, mask, how))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
