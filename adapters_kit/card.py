@@ -40,7 +40,9 @@ METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro",
 def template_dir() -> Path:
     """The ``model_cards/`` folder: ``$ADAPTERS_KIT_CARD_TEMPLATES``, else the one beside the package (a source
     checkout or an editable install)."""
-    candidates = [os.environ.get("ADAPTERS_KIT_CARD_TEMPLATES"), Path(__file__).resolve().parents[1] / "model_cards"]
+    # adapters_kit/model_cards is a symlink to the repository's model_cards/ that wheels carry as real files.
+    candidates = [os.environ.get("ADAPTERS_KIT_CARD_TEMPLATES"), Path(__file__).resolve().parents[1] / "model_cards",
+                  Path(__file__).parent / "model_cards"]
     for c in candidates:
         if c and (Path(c) / TEMPLATE).is_file():
             return Path(c)

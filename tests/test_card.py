@@ -167,3 +167,18 @@ def test_cli_card_regenerates(lora_run, capsys):
     assert main(["card", str(out)]) == 0  # back to the folder, for the other tests
     assert main(["card", str(out.parent / "missing")]) == 2
     assert "is not a complete run folder (labels.json is missing)" in capsys.readouterr().err
+
+
+def test_the_wheel_carries_the_card_template_and_the_modeling_file(tmp_path):
+    """A non-editable install has no source tree beside it: the wheel itself must hold the template."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(repo)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("adapters_kit-*.whl"))).namelist()
+    assert "adapters_kit/model_cards/model_card.md.j2" in names
+    assert "adapters_kit/remote_code/modeling_adapters_kit.py" in names
