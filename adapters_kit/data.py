@@ -327,6 +327,9 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None)
         report["unknown_labels"][split] = int((~known).sum())
         frames[split] = df[known].assign(label=lambda d: d["label"].map(label_map.label2id).astype("int64"))
     report["duplicates_dropped"] = _dedupe(frames, files=modality.reads_files)
+    if len(frames["train"]) < 2:
+        raise UserError(f"the training split holds {len(frames['train'])} usable example(s) after dropping empty rows, "
+                        f"unknown labels and duplicates (of it or of the test/validation data); give more data")
     # Data that names its own kind (built-ins, class folders) gets a test split carved when it has none.
     builtin_without_test = kind is not None and "test" not in frames
     if builtin_without_test:
