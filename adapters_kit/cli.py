@@ -41,6 +41,7 @@ TRAIN_FLAGS = {
     "augment": (str, "true or false: augment training images/audio (default: on unless probe)"),
     "flip": (str, "true or false: horizontal flips in image augmentation"),
     "audio_seconds": (float, "audio clip length (default: longest training clip, at most 30)"),
+    "probe_solver": (str, "probe: adamw (epochs) or lbfgs (one logistic-regression solve)"),
     "cache_features": (str, "true or false: probes train on features encoded once"),
     "adapter": (str, "dann/joint: the adapter they train"),
     "target_data": (str, "dann: unlabelled target-domain inputs"),

@@ -110,6 +110,10 @@ class TrainConfig:
     audio_seconds: float | None = None
     """Audio clip length: longer clips are cut, shorter ones padded; ``None`` = the longest training clip rounded
     up to whole seconds, at most 30 (Whisper's window)."""
+    probe_solver: str = "adamw"
+    """``probe``: ``adamw`` trains the head for ``epochs`` on cached features (curves, checkpoints, early stopping);
+    ``lbfgs`` solves it once as a logistic regression (scikit-learn's ``C=1`` objective) with full-batch L-BFGS,
+    the fast choice for small sets (linear head only)."""
     cache_features: bool = True
     """``probe``: encode each split once and train the head on the cached features; ``False`` runs the frozen
     backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
@@ -178,6 +182,10 @@ class TrainConfig:
              f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
         need(self.audio_seconds is None or 0 < self.audio_seconds <= 30,
              f"audio_seconds must be in (0, 30], got {self.audio_seconds}")
+        need(self.probe_solver in ("adamw", "lbfgs"), f"probe_solver must be adamw or lbfgs, got {self.probe_solver!r}")
+        need(self.probe_solver == "adamw" or (self.method == "probe" and self.head == "linear" and self.cache_features),
+             "--probe-solver lbfgs fits a linear head on cached features: use it with --method probe, --head linear "
+             "and --cache-features true")
         need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")

@@ -7,6 +7,7 @@ import logging
 import os
 import resource
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ from adapters_kit.evaluation import evaluate
 from adapters_kit.features import backbone_fingerprint, cached_encode, feature_loader
 from adapters_kit.heads import HEADS, POOLERS, build_head
 from adapters_kit.inference import Classifier
+from adapters_kit.loop import TrainResult
 from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model
 from adapters_kit.objectives import DomainAdversarial, Joint, Objective
 from adapters_kit.report import write_mistakes, write_report
 from adapters_kit.resume import Checkpointing
+from adapters_kit.solvers import fit_logistic
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +153,11 @@ class AdapterTrainer:
         # saving them) must not change the dropout masks and so the result.
         set_seed(cfg.seed)
         checkpoints = Checkpointing(cfg.output, cfg.save_steps, cfg.save_total_limit, cfg.to_dict(), resume_from)
-        result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names,
-                            checkpoints, objective)
+        if cfg.probe_solver == "lbfgs":
+            result = self._solve_probe(model, loaders, names)
+        else:
+            result = train_loop(cfg, model, loaders["train"], {s: loaders[s] for s in cfg.split_list()}, acc, names,
+                                checkpoints, objective)
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
         metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}
@@ -209,6 +215,25 @@ class AdapterTrainer:
         finally:
             if self.accelerator.is_main_process:
                 shutil.rmtree(twin.output, ignore_errors=True)
+
+    def _solve_probe(self, model, feature_loaders: dict, names) -> TrainResult:
+        """``--probe-solver lbfgs``: the linear head as a logistic regression on the cached training features, in
+        one full-batch L-BFGS solve (each process solves the same problem identically); then one evaluation."""
+        cfg, acc = self.cfg, self.accelerator
+        features, labels = feature_loaders["train"].dataset.tensors
+        start = time.perf_counter()
+        iterations = fit_logistic(model.head[-1], features, labels)
+        seconds = time.perf_counter() - start
+        acc.print(f"probe solved with L-BFGS: {iterations} iterations over {len(labels)} cached feature vectors in "
+                  f"{seconds:.2f} s")
+        result = TrainResult(best_epoch=1, best_step=iterations, train_seconds=seconds, train_samples=len(labels))
+        for split in cfg.split_list():
+            metrics = evaluate(model, acc.prepare(feature_loaders[split]), acc, names, top_k=cfg.top_k)
+            result.history.append({"epoch": 1, "global_step": iterations, "split": split,
+                                   **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}})
+            if split == "validation":
+                result.best_metrics, result.best_score = metrics, metrics.get(cfg.best_metric)
+        return result
 
     def _train_figures(self, result) -> dict[str, Any]:
         """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes."""
