@@ -1,8 +1,10 @@
 """Closed-form-ish probe: multinomial logistic regression on cached features, solved with L-BFGS in one go.
 
-The objective is scikit-learn's ``LogisticRegression(C=1)``: the summed cross-entropy plus half the squared norm
-of the weights (the bias is not penalised), i.e. mean cross-entropy + ||W||^2 / (2 n). Full-batch L-BFGS on a
-few thousand cached vectors converges in well under a second, against tens of AdamW epochs.
+The objective is scikit-learn's ``make_pipeline(StandardScaler(), LogisticRegression(C=1))``: features are
+standardised with the training set's mean and standard deviation, then the summed cross-entropy plus half the
+squared norm of the weights (the bias is not penalised), i.e. mean cross-entropy + ||W||^2 / (2 n), is minimised.
+Standardising makes L-BFGS converge in far fewer iterations; the scaling is folded back into the linear layer, so
+the head still reads the raw pooled features.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from torch import nn
 
 
 def fit_logistic(linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor, c: float = 1.0,
-                 max_iter: int = 500, tolerance: float = 1e-6) -> int:
+                 max_iter: int = 500, tolerance: float = 1e-5) -> int:
     """Fit ``linear`` (in place, from zero) to ``features`` -> ``labels``; returns the L-BFGS iterations used."""
-    x, y = features.float().clone(), labels.long().clone()  # cached features may be inference-mode tensors
+    raw, y = features.float().clone(), labels.long().clone()  # cached features may be inference-mode tensors
+    mean, std = raw.mean(0), raw.std(0, unbiased=False).clamp(min=1e-6)
+    x = (raw - mean) / std
     n = x.shape[0]
     weight = torch.zeros_like(linear.weight, dtype=torch.float32, requires_grad=True)
     bias = torch.zeros_like(linear.bias, dtype=torch.float32, requires_grad=True)
@@ -29,7 +33,8 @@ def fit_logistic(linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor
 
     with torch.enable_grad():
         opt.step(closure)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        linear.bias.copy_(bias)
+    with torch.no_grad():  # W z + b with z = (x - mean) / std  ==  (W / std) x + (b - (W / std) mean)
+        folded = weight / std
+        linear.weight.copy_(folded)
+        linear.bias.copy_(bias - folded @ mean)
     return int(opt.state[opt._params[0]].get("n_iter", 0))
