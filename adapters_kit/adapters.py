@@ -20,6 +20,7 @@ from adapters_kit.errors import UserError
 from adapters_kit.registry import Registry
 
 _BLOCK = re.compile(r"\.(\d+)\.")  # a module inside a repeated block: encoder.layer.3.attention.self.query
+BLOCK = _BLOCK
 _ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
 BACKBONE_WEIGHTS = "backbone_trainable.safetensors"
 
@@ -155,13 +156,32 @@ class Dora(Lora):
 
 
 @ADAPTERS.register("lp-ft")
-class LpFt(Lora):
-    """Linear probe, then fine-tune (Kumar et al., 2022): the head is trained first on frozen features (LoRA's
-    B matrices start at zero, so the adapted backbone computes exactly the pretrained features), then LoRA and
-    the head train together from that head. Saved like ``lora``."""
+class LpFt:
+    """Linear probe, then fine-tune (Kumar et al., 2022): the head is trained first on frozen features, then the
+    second stage (``lp_ft_stage``: LoRA, whose B matrices start at zero so the adapted backbone computes exactly the
+    pretrained features, or ``full`` fine-tuning) trains with the head from that probed head. Saved like the
+    stage's own method."""
 
     name = "lp-ft"
+    default_lr = 1e-3
+    default_epochs = 2
+    frozen_backbone = False
     probe_first = True
+
+    @staticmethod
+    def _stage(cfg: TrainConfig | None = None, directory: str | None = None):
+        if cfg is not None:
+            return Full() if cfg.lp_ft_stage == "full" else Lora()
+        return Lora() if os.path.exists(os.path.join(directory, "adapter_config.json")) else Full()
+
+    def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
+        return self._stage(cfg).attach(backbone, cfg)
+
+    def save(self, backbone: nn.Module, directory: str) -> None:
+        (Lora() if isinstance(backbone, PeftModel) else Full()).save(backbone, directory)
+
+    def load(self, backbone: nn.Module, directory: str) -> nn.Module:
+        return self._stage(directory=directory).load(backbone, directory)
 
 
 class _Lycoris(_Peft):

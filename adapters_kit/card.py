@@ -93,7 +93,7 @@ class CardData:
 
     @property
     def is_peft(self) -> bool:
-        return self.adapter_method in PEFT_METHODS
+        return self.adapter_method in PEFT_METHODS and self.cfg.get("lp_ft_stage", "lora") == "lora"
 
     def splits(self) -> list[str]:
         return [s for s, m in self.metrics.items() if isinstance(m, dict) and "accuracy" in m]

@@ -83,6 +83,11 @@ class TrainConfig:
     """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
     unfreeze_k: int = 2
     """Blocks (from the top) that train with ``unfreeze-top-k``."""
+    layer_decay: float | None = None
+    """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
+    times the rate of the block above, embeddings slowest. Off by default; meant for ``full``."""
+    lp_ft_stage: str = "lora"
+    """``lp-ft``: what trains after the probe stage, ``lora`` or ``full``."""
     probe_epochs: int = 10
     """``lp-ft``: epochs of the linear-probe stage (on cached features, at the probe's learning rate 1e-2)."""
     pooling: str | None = None
@@ -182,6 +187,9 @@ class TrainConfig:
              f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
         need(self.audio_seconds is None or 0 < self.audio_seconds <= 30,
              f"audio_seconds must be in (0, 30], got {self.audio_seconds}")
+        need(self.layer_decay is None or 0 < self.layer_decay <= 1,
+             f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        need(self.lp_ft_stage in ("lora", "full"), f"lp_ft_stage must be lora or full, got {self.lp_ft_stage!r}")
         need(self.probe_solver in ("adamw", "lbfgs"), f"probe_solver must be adamw or lbfgs, got {self.probe_solver!r}")
         need(self.probe_solver == "adamw" or (self.method == "probe" and self.head == "linear" and self.cache_features),
              "--probe-solver lbfgs fits a linear head on cached features: use it with --method probe, --head linear "

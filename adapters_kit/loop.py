@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from adapters_kit.adapters import BLOCK
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
@@ -41,12 +42,38 @@ class TrainResult:
     train_samples: int = 0
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters; biases and norm weights (1-d tensors) get no weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
+    """(parameter name -> depth, depth of the top) for layer-wise learning-rate decay: backbone parameters before
+    the first repeated block (embeddings, stem) are depth 0, block i is depth i + 1, and everything after the
+    blocks (final norms, the head) is the top, L + 1. CNN stages count as blocks."""
+    names = [n for n, _ in model.named_parameters()]
+    blocks = {n: int(m.group(1)) for n in names if n.startswith("backbone.") and (m := BLOCK.search(f".{n}."))}
+    ids = sorted(set(blocks.values()))
+    top = len(ids) + 1
+    first = next((i for i, n in enumerate(names) if n in blocks), len(names))
+    depth = {}
+    for i, n in enumerate(names):
+        if n in blocks:
+            depth[n] = ids.index(blocks[n]) + 1
+        else:
+            depth[n] = 0 if n.startswith("backbone.") and i < first else top
+    return depth, top
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   layer_decay: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters; biases and norm weights (1-d tensors) get no weight decay. With
+    ``layer_decay`` d, a parameter at depth k (see :func:`layer_depths`) learns at lr * d ** (top - k): the head
+    at the full rate, each block below it d times slower than the one above."""
+    depth, top = layer_depths(model) if layer_decay else ({}, 0)
+    groups: dict[tuple[int, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((top - depth.get(name, top), p.ndim >= 2), []).append(p)
+    params = [{"params": ps, "weight_decay": weight_decay if decayed else 0.0,
+               "lr": lr * (layer_decay ** steps if layer_decay else 1.0)}
+              for (steps, decayed), ps in sorted(groups.items())]
+    return torch.optim.AdamW(params, lr=lr, foreach=True)
 
 
 class _Selector:
@@ -109,7 +136,7 @@ class _Loop:
     def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective):
         self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
         self.objective = objective or CrossEntropy()
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_decay)
         # The schedule is counted in optimizer steps; a prepared scheduler ticks once per process at each step, so
         # both lengths are scaled by the process count. Rounding the warmup in optimizer steps makes 2 processes x
         # batch 4 follow exactly the schedule of 1 process x batch 8.

@@ -47,3 +47,35 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_cfg, no_dropout_mode
         torch.testing.assert_close(a[name], b[name], atol=2e-5, rtol=1e-4, msg=name)
     # and training moved them: the LoRA B matrices start at zero
     assert any(p.abs().sum() > 0 for n, p in a.items() if "lora_B" in n)
+
+
+def test_layer_decay_scales_each_block_below_the_head(tiny_model_dir):
+    from transformers import BertModel
+
+    from adapters_kit import TrainConfig
+    from adapters_kit.loop import make_optimizer
+    from adapters_kit.modeling import build_model
+
+    cfg = TrainConfig(method="full", pooling="mean")
+    model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=3)
+    opt = make_optimizer(model, lr=1.0, weight_decay=0.01, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    # 2 blocks: embeddings 0.5^3, block 0 0.5^2, block 1 0.5, head 1
+    assert lr_of[id(named["backbone.embeddings.word_embeddings.weight"])] == 0.125
+    assert lr_of[id(named["backbone.encoder.layer.0.attention.self.query.weight"])] == 0.25
+    assert lr_of[id(named["backbone.encoder.layer.1.output.dense.bias"])] == 0.5
+    assert lr_of[id(named["head.1.weight"])] == 1.0
+    assert "backbone.pooler.dense.weight" not in {n for n, p in named.items() if id(p) in lr_of}  # frozen
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decay[id(named["head.1.weight"])] == 0.01 and decay[id(named["head.1.bias"])] == 0.0
+    plain = make_optimizer(model, lr=1.0, weight_decay=0.01)
+    assert {g["lr"] for g in plain.param_groups} == {1.0}
+
+
+def test_full_with_layer_decay_trains(tiny_cfg, tmp_path):
+    from adapters_kit import AdapterTrainer
+
+    metrics = AdapterTrainer(tiny_cfg(method="full", layer_decay=0.7, epochs=1,
+                                      output=str(tmp_path / "run"))).train()
+    assert metrics["test"]["n"] > 0

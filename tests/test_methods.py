@@ -73,3 +73,21 @@ def test_lp_ft_starts_lora_from_the_probed_head(tiny_cfg, tmp_path):
     assert metrics["test"]["confusion_matrix"] == probe["test"]["confusion_matrix"]
     assert metrics["test"]["log_loss"] == pytest.approx(probe["test"]["log_loss"], abs=1e-6)
     assert (tmp_path / "l" / "adapter_model.safetensors").exists()
+
+
+def test_lp_ft_with_a_full_second_stage(tiny_cfg, tmp_path):
+    """The second stage can be full fine-tuning: every backbone weight but the unused pooler trains, from the probed
+    head; the run saves the backbone weights (no adapter) and reloads to the same predictions."""
+    from adapters_kit import AdapterTrainer, load
+    from adapters_kit.adapters import BACKBONE_WEIGHTS
+
+    probe = AdapterTrainer(tiny_cfg(method="probe", lr=1e-2, epochs=3, output=str(tmp_path / "p"))).train()
+    trainer = AdapterTrainer(tiny_cfg(method="lp-ft", lp_ft_stage="full", lr=1e-12, probe_epochs=3, epochs=1,
+                                      output=str(tmp_path / "l")))
+    metrics = trainer.train()
+    assert metrics["test"]["confusion_matrix"] == probe["test"]["confusion_matrix"]
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in trainer.model.named_parameters() if intended("full", n)}
+    assert (tmp_path / "l" / BACKBONE_WEIGHTS).exists() and not (tmp_path / "l" / "adapter_config.json").exists()
+    texts = ["team goal match", "bank shares profit"]
+    assert torch.allclose(load(tmp_path / "l").logits(texts), trainer.classifier().logits(texts), atol=1e-6)
