@@ -12,7 +12,6 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -124,22 +123,10 @@ def _read_sms(root: str) -> dict[str, pd.DataFrame]:
 
 
 def _rendered(name: str, render: Callable[[Path], None]) -> Path:
-    """A data set written once as files into the cache (``datasets/<name>``), atomically."""
-    final = cache_root() / "datasets" / name
-    if (final / ".complete").exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
-    try:
-        render(tmp)
-        (tmp / ".complete").write_text("")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return final
+    """A data set written once as files into the cache (``datasets/<name>``), atomically and under a lock."""
+    from adapters_kit.convert import cached_build
+
+    return cached_build(cache_root() / "datasets", name, render)
 
 
 def _image_frame(root: Path) -> pd.DataFrame:

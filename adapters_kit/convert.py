@@ -26,7 +26,7 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,9 +40,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ADAPTERS_KIT_CACHE", Path.home() / ".cache" / "adapters_kit")) / "models"
 
 
-def cached_conversion(name: str, convert: Callable[[Path], Path]) -> Path:
+def cached_conversion(name: str, convert: Callable[[Path], Any]) -> Path:
     """``cache_dir()/name``, converting into it first if it holds no complete conversion."""
-    root = cache_dir()
+    return cached_build(cache_dir(), name, convert)
+
+
+def cached_build(root: Path, name: str, build: Callable[[Path], Any]) -> Path:
+    """``root/name``, built by ``build(folder)`` first if it is not complete: into a temporary sibling, marked
+    complete, then renamed into place, under a file lock, so concurrent processes build once and an interrupted
+    build leaves nothing that looks finished."""
     final = root / name
     if (final / ".complete").exists():
         return final
@@ -53,7 +59,7 @@ def cached_conversion(name: str, convert: Callable[[Path], Path]) -> Path:
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
         try:
-            convert(tmp)
+            build(tmp)
             (tmp / ".complete").write_text("")
             if final.exists():
                 shutil.rmtree(final)
