@@ -196,8 +196,13 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     modality = get_modality(info.get("modality", "text"), cfg)
     path = resolve_base(root, cfg, info, base_model)
     processor = modality.load_processor(str(root))
-    backbone = build_adapter(cfg.adapter_method).load(modality.load_backbone(path, processor), str(root))
-    head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
-    head.load_state_dict(load_file(str(root / "head.safetensors")))
+    try:
+        backbone = build_adapter(cfg.adapter_method).load(modality.load_backbone(path, processor), str(root))
+        head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
+        head.load_state_dict(load_file(str(root / "head.safetensors")))
+    except (ValueError, RuntimeError, KeyError) as e:  # missing target modules, tensor shape mismatches
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"the adapter or head in {root} does not match base model {path} ({reason}); load it with "
+                        f"the model it was trained on (API: base_model=...)") from None
     model = AdapterClassifier(backbone, cfg.pooling, head).eval()
     return LoadedRun(model, processor, cfg, labels, info, modality)
