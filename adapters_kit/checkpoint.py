@@ -65,6 +65,7 @@ def check_output(directory: str | Path, overwrite: bool, resume: bool = False,
         raise UserError(f"--output {path} holds no checkpoint to resume; run again without --resume")
     for old in list_checkpoints(path):  # starting again: an earlier run's checkpoints must not mix with this one's
         shutil.rmtree(old)
+    shutil.rmtree(tracker_dir(path), ignore_errors=True)  # nor its tracker logs
     return None
 
 
@@ -88,6 +89,13 @@ def atomic_dir(directory: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def tracker_dir(output: str | Path) -> Path:
+    """Where ``--report-to`` trackers write while a run trains: a hidden sibling of the run folder (so an
+    unfinished run's folder holds only checkpoints); ``save_run`` moves it into the run as ``logs/``."""
+    final = Path(output).resolve()
+    return final.parent / f".{final.name}.logs"
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write (temp file + rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -101,6 +109,8 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     with atomic_dir(directory) as tmp:
         for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
             os.replace(kept, tmp / kept.name)
+        if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
+            os.replace(tracker_dir(directory), tmp / "logs")
         build_adapter(cfg.adapter_method).save(model.backbone, str(tmp))
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(tmp / "head.safetensors"))

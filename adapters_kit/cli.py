@@ -48,6 +48,7 @@ TRAIN_FLAGS = {
     "target_data": (str, "dann: unlabelled target-domain inputs"),
     "source_data": (str, "joint: the labelled source-task data"), "joint_lambda": (float, None),
     "compare_source_only": (str, "dann: true also trains the adapter without the domain loss"),
+    "report_to": (str, "trackers: tensorboard, wandb (offline), mlflow, ... (default: none)"),
     "save_steps": (int, "also checkpoint every N optimizer steps (always at each epoch end)"),
     "save_total_limit": (int, "checkpoints kept: the newest N plus the best"),
     "resume_from": (str, "continue from this checkpoint folder"),

@@ -134,6 +134,9 @@ class TrainConfig:
     compare_source_only: bool = False
     """``dann``: also train the same adapter without the domain loss at the same budget; its test metrics are
     written as ``test_source_only``."""
+    report_to: str | None = None
+    """Trackers accelerate logs to, comma-separated (``tensorboard``, ``wandb`` offline, ``mlflow``...); off by
+    default. Their files end up in the run folder's ``logs/``."""
     save_steps: int | None = None
     """Also write a checkpoint every this many optimizer steps (one is always written at each epoch's end)."""
     save_total_limit: int = 2

@@ -104,6 +104,8 @@ def _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result
         metrics = evaluate(model, loader, accelerator, names, top_k=cfg.top_k)
         scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
         result.history.append({"epoch": epoch, "global_step": step, "split": split, **scalars})
+        accelerator.log({f"{split}/{k}": v for k, v in scalars.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
         accelerator.print(f"epoch {epoch} step {step}: {split} accuracy {metrics.get('accuracy', float('nan')):.4f} "
                           f"{cfg.best_metric} {metrics.get(cfg.best_metric) or float('nan'):.4f}")
         if split == "validation":
@@ -204,6 +206,8 @@ class _Loop:
                 bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
                 result.log.append({"epoch": epoch, "step": i, "global_step": step, "loss": value,
                                    "lr": self.scheduler.get_last_lr()[0], "samples_per_second": rate})
+                acc.log({"train/loss": value, "train/lr": self.scheduler.get_last_lr()[0],
+                         "train/samples_per_second": rate}, step=step)
             if not acc.sync_gradients:
                 continue
             if cfg.eval_steps and step % cfg.eval_steps == 0:

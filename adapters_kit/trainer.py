@@ -21,7 +21,7 @@ from adapters_kit import __version__
 from adapters_kit.adapters import ADAPTERS, build_adapter
 from adapters_kit.card import write_card
 from adapters_kit.catalog import resolve_model
-from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, write_json
+from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, tracker_dir, write_json
 from adapters_kit.config import OBJECTIVE_METHODS, TrainConfig
 from adapters_kit.data import load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
@@ -89,7 +89,29 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # Under a multi-process launch (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA, accelerate
     # only forms the gloo process group when told it is on CPU; otherwise every process believes it is alone.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps, cpu=cpu)
+    trackers = _trackers(cfg)
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum_steps, cpu=cpu,
+                       log_with=trackers or None, project_dir=str(tracker_dir(cfg.output)) if trackers else None)
+
+
+def _trackers(cfg: TrainConfig) -> list[str]:
+    """``--report-to`` as accelerate tracker names, each checked to be installed. Nothing goes to a network:
+    wandb runs in offline mode unless the user set ``WANDB_MODE`` themselves."""
+    from accelerate.utils import LoggerType
+    from accelerate.utils.imports import is_tensorboard_available, is_wandb_available
+
+    names = [t.strip() for t in (cfg.report_to or "").split(",") if t.strip() and t.strip() != "none"]
+    known = [t.value for t in LoggerType if t.value != "all"]
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise UserError(f"unknown --report-to tracker {unknown[0]!r}; choose from: {', '.join(known)}")
+    installed = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    missing = [t for t in names if t in installed and not installed[t]()]
+    if missing:
+        raise UserError(f"--report-to {missing[0]} needs the {missing[0]} package; run: pip install {missing[0]}")
+    if "wandb" in names:
+        os.environ.setdefault("WANDB_MODE", "offline")
+    return names
 
 
 def _load_processor(modality, path: str):
@@ -148,6 +170,8 @@ class AdapterTrainer:
                   f"mixed precision {acc.mixed_precision}; batch {cfg.batch_size} per process x "
                   f"{acc.num_processes} process(es) x {cfg.grad_accum_steps} accumulation step(s) = "
                   f"{cfg.batch_size * acc.num_processes * cfg.grad_accum_steps} examples per optimizer step")
+        acc.init_trackers("adapters_kit", config={k: v for k, v in cfg.to_dict().items()
+                                                  if isinstance(v, (int, float, str, bool))})
         token_loaders, loaders = self._loaders(model, splits, modality, processor)
         # Re-seed: whether probe features came from the cache or were encoded (which draws random numbers while
         # saving them) must not change the dropout masks and so the result.
@@ -164,6 +188,9 @@ class AdapterTrainer:
         metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
                         for s, loader in token_loaders.items() if s != "train" and s not in metrics})
         metrics["train"] = self._train_figures(result)
+        acc.log({f"{split}/{k}": v for split, m in metrics.items() if split != "train" for k, v in m.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=result.best_step)
+        acc.end_training()  # trackers flush and close before the run folder (which takes their files) is written
         if cfg.compare_source_only and "test" in metrics:
             metrics["test_source_only"] = self._source_only()
         self.model = acc.unwrap_model(model).eval()

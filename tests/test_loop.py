@@ -1,5 +1,7 @@
 """The training loop's arithmetic: same seed -> same run; gradient accumulation == a larger batch."""
 
+import json
+
 import pytest
 import torch
 
@@ -79,3 +81,32 @@ def test_full_with_layer_decay_trains(tiny_cfg, tmp_path):
     metrics = AdapterTrainer(tiny_cfg(method="full", layer_decay=0.7, epochs=1,
                                       output=str(tmp_path / "run"))).train()
     assert metrics["test"]["n"] > 0
+
+
+def test_report_to_tensorboard_logs_train_and_validation_scalars(tiny_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from adapters_kit import AdapterTrainer
+    from adapters_kit.checkpoint import tracker_dir
+
+    out = tmp_path / "run"
+    AdapterTrainer(tiny_cfg(method="lora", epochs=2, report_to="tensorboard", output=str(out))).train()
+    events = list((out / "logs").rglob("events.out.tfevents.*"))
+    assert events and not tracker_dir(out).exists()  # moved into the run folder
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "validation/accuracy", "validation/f1_macro", "test/accuracy"} <= tags
+    history = json.loads((out / "run_info.json").read_text())["history"]
+    logged = [(e.step, e.value) for e in acc.Scalars("validation/accuracy")]
+    # one point per evaluation (as run_info.json's history), then the final metrics at the best step
+    assert [(h["global_step"], pytest.approx(h["accuracy"])) for h in history if h["split"] == "validation"] == \
+        logged[:-1]
+    assert len(acc.Scalars("train/loss")) >= 2
+
+
+def test_report_to_names_must_be_known(tiny_cfg, tmp_path):
+    from adapters_kit import AdapterTrainer, UserError
+
+    with pytest.raises(UserError, match="unknown --report-to tracker 'tensorbord'; choose from: aim, tensorboard"):
+        AdapterTrainer(tiny_cfg(report_to="tensorbord", output=str(tmp_path / "run")))
