@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
     t.add_argument("--resume", action="store_true", default=None,
                    help="continue from the newest complete checkpoint in --output (same command otherwise)")
+    w = sub.add_parser("sweep", help="hyper-parameter search over training runs (optuna), best run kept")
+    w.add_argument("--config", help="YAML config; flags override its values")
+    for name, (typ, help_) in TRAIN_FLAGS.items():
+        w.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_)
+    w.add_argument("--overwrite", action="store_true", default=None, help="replace an existing sweep folder")
+    w.add_argument("--space", help="e.g. 'lr=1e-4..1e-2 log; weight_decay=0..0.1; lora_r=4,8,16' (default: that, "
+                                   "around the method's lr)")
+    w.add_argument("--trials", type=int, default=8)
+    w.add_argument("--sampler", default="tpe", help="tpe, random or grid (every combination of the choices)")
     e = sub.add_parser("eval", help="evaluate a run folder on a data split; updates DIR/metrics.json")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True)
@@ -145,6 +154,23 @@ def cmd_train(args) -> int:
     train = metrics["train"]
     print(f"trained {train['train_samples']} samples in {train['train_seconds']:.1f} s "
           f"({train['samples_per_second']:.1f} samples/s); run folder: {cfg.output}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from adapters_kit.sweep import run_sweep
+
+    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite"] if (v := getattr(args, k)) is not None]
+    cfg = load_config(args.config, overrides)
+    result = run_sweep(cfg, args.space, args.trials, args.sampler)
+    metric = result["metric"].split()[-1]
+    names = list(result["space"])
+    rows = [[str(r["trial"]), *[f"{r['params'][n]:.4g}" if isinstance(r["params"][n], float) else
+                               str(r["params"][n]) for n in names], f"{r[metric]:.4f}", f"{r['train_seconds']:.1f}"]
+            for r in result["trials"]]
+    print(_table(rows, ["trial", *names, f"validation {metric}", "train s"]))
+    print(f"best: trial {result['best']['trial']}, kept as {Path(cfg.output) / 'best'}; all trials in "
+          f"{Path(cfg.output) / 'sweep.json'}")
     return 0
 
 
@@ -284,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "eval", "predict", "bench", "export"):
+    if args.command in ("train", "sweep", "eval", "predict", "bench", "export"):
         _quiet_libraries()
-    commands = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+    commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
                 "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export, "bench": cmd_bench,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:

@@ -12,13 +12,13 @@ LAYER = {
     "data": 2, "modeling": 2, "features": 2, "solvers": 2,
     "loop": 3, "evaluation": 3, "checkpoint": 3, "resume": 3,
     "inference": 4, "card": 4, "hub": 4, "export": 4, "plots": 4, "report": 4,
-    "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5, "bench": 5, "bench_sides": 5,
+    "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5, "bench": 5, "bench_sides": 5, "sweep": 5,
 }
 L1_PEERS = {"modalities", "heads", "adapters", "objectives"}
 ONLY = {"accelerate": {"loop", "evaluation", "checkpoint", "inference", "hub", "export", "cli", "trainer"},
         # bench_sides holds the hand-written Trainer + PEFT baseline the benchmark compares against.
         "peft": {"adapters", "checkpoint", "bench_sides"}, "datasets": {"data", "modalities", "features", "cli"},
-        "huggingface_hub": {"hub"}, "matplotlib": {"plots"}, "rich": {"report", "cli"}}
+        "huggingface_hub": {"hub"}, "optuna": {"sweep"}, "matplotlib": {"plots"}, "rich": {"report", "cli"}}
 
 
 def imports(path: Path) -> set[str]:

@@ -1,0 +1,142 @@
+"""Hyper-parameter search: N training runs over a search space, scored on the validation split, with optuna.
+
+The space is a string of ``name=values`` parts separated by ``;``: ``lr=1e-4..1e-2 log`` (a log-uniform range),
+``weight_decay=0..0.1`` (a uniform range), ``lora_r=4,8,16`` (choices; numbers stay numbers). ``random`` and
+``tpe`` samplers draw ``trials`` points; ``grid`` runs every combination of the choices (ranges are not allowed).
+Each trial is an ordinary run in ``output/trial-NNN``; at the end only the best one is kept, as ``output/best``,
+next to ``sweep.json`` (every trial's parameters and score, ranked).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
+from adapters_kit.errors import UserError
+from adapters_kit.trainer import AdapterTrainer, resolve_config
+
+SAMPLERS = ("tpe", "random", "grid")
+
+
+def default_space(cfg: TrainConfig) -> str:
+    """lr log-uniform over 10x either side of the method's default, weight decay 0..0.1, and for PEFT methods the
+    rank among 4, 8, 16."""
+    lr = resolve_config(cfg).lr
+    space = f"lr={lr / 10:g}..{lr * 10:g} log; weight_decay=0..0.1"
+    return space + ("; lora_r=4,8,16" if cfg.adapter_method in ("lora", "dora", "lp-ft", "loha", "lokr") else "")
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_space(spec: str) -> dict[str, tuple]:
+    """``name -> ("range", low, high, log)`` or ``("choice", values)``; names must be config fields."""
+    known = {f.name for f in fields(TrainConfig)}
+    space: dict[str, tuple] = {}
+    for part in [p.strip() for p in spec.split(";") if p.strip()]:
+        name, sep, values = part.partition("=")
+        name = name.strip()
+        if not sep or not values.strip():
+            raise UserError(f"bad --space part {part!r}: write name=low..high [log] or name=a,b,c")
+        if name not in known or name in ("model", "data", "output", "method"):
+            raise UserError(f"--space names {name!r}, which is not a hyper-parameter of TrainConfig")
+        values = values.strip()
+        if ".." in values:
+            bounds, _, scale = values.partition(" ")
+            low, _, high = bounds.partition("..")
+            try:
+                lo, hi = float(low), float(high)
+            except ValueError:
+                raise UserError(f"bad --space range {values!r} for {name}: write low..high") from None
+            if not lo < hi or (scale.strip() == "log" and lo <= 0):
+                raise UserError(f"bad --space range for {name}: need low < high (and low > 0 for log)")
+            space[name] = ("range", lo, hi, scale.strip() == "log")
+        else:
+            space[name] = ("choice", [_number(v) for v in values.split(",") if v.strip()])
+    if not space:
+        raise UserError("--space is empty; give at least one name=values part")
+    return space
+
+
+def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, sampler: str = "tpe",
+              print_fn=print) -> dict[str, Any]:
+    """Run the search; returns ``sweep.json``'s content."""
+    import optuna
+
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown --sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if trials < 1:
+        raise UserError("--trials must be a positive integer")
+    space = parse_space(space_spec or default_space(cfg))
+    out = Path(cfg.output)
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise UserError(f"--output {out} is not empty; choose a new folder or pass --overwrite")
+    if sampler == "grid":
+        ranges = [n for n, s in space.items() if s[0] == "range"]
+        if ranges:
+            raise UserError(f"--sampler grid needs choices, not ranges ({', '.join(ranges)}); write a,b,c")
+        grid = {n: s[1] for n, s in space.items()}
+        chosen = optuna.samplers.GridSampler(grid, seed=cfg.seed)
+        trials = min(trials, _grid_size(grid))
+    else:
+        cls = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
+        chosen = cls(seed=cfg.seed)
+    if out.exists() and cfg.overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = cfg.best_metric
+    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=direction, sampler=chosen)
+    rows: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        params = {}
+        for name, s in space.items():
+            if s[0] == "range":
+                params[name] = trial.suggest_float(name, s[1], s[2], log=s[3])
+            else:
+                params[name] = trial.suggest_categorical(name, s[1])
+        folder = out / f"trial-{trial.number:03d}"
+        print_fn(f"trial {trial.number + 1}/{trials}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float)
+                                                                     else f"{k}={v}" for k, v in params.items()))
+        metrics = AdapterTrainer(cfg.replace(output=str(folder), overwrite=False, **_typed(params))).train()
+        score = metrics["validation"][metric]
+        rows.append({"trial": trial.number, "params": params, metric: score, "folder": folder.name,
+                     "train_seconds": metrics["train"]["train_seconds"]})
+        return score
+
+    study.optimize(objective, n_trials=trials)
+    rows.sort(key=lambda r: r[metric], reverse=direction == "maximize")
+    best = rows[0]
+    for r in rows[1:]:
+        shutil.rmtree(out / r["folder"], ignore_errors=True)
+    (out / best["folder"]).rename(out / "best")
+    result = {"metric": f"validation {metric}", "direction": direction, "sampler": sampler,
+              "space": {n: list(s[1:]) if s[0] == "range" else s[1] for n, s in space.items()},
+              "best": {**best, "folder": "best"}, "trials": rows}
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _typed(params: dict[str, Any]) -> dict[str, Any]:
+    """Values as the config's field types (a choice of 8 for lora_r stays int, lr stays float)."""
+    kinds = {f.name: str(f.type) for f in fields(TrainConfig)}
+    return {k: (int(v) if kinds[k].startswith("int") and isinstance(v, (int, float)) else v) for k, v in params.items()}
+
+
+def _grid_size(grid: dict[str, list]) -> int:
+    size = 1
+    for values in grid.values():
+        size *= len(values)
+    return size
