@@ -41,6 +41,7 @@ def check_output(directory: str | Path, overwrite: bool, resume: bool = False,
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise UserError(f"--output {path} is a file; choose a folder path")
+    check_writable(path)
     if resume_from is not None:
         if not (Path(resume_from) / STATE).exists():
             raise UserError(f"--resume-from {resume_from} is not a complete checkpoint folder (no {STATE}); "
@@ -67,6 +68,17 @@ def check_output(directory: str | Path, overwrite: bool, resume: bool = False,
         shutil.rmtree(old)
     shutil.rmtree(tracker_dir(path), ignore_errors=True)  # nor its tracker logs
     return None
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work, not after training, when the run folder cannot be written where asked."""
+    parent = path.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UserError(f"--output {path} cannot be written ({e.strerror or e}); choose a writable folder") from None
 
 
 @contextmanager

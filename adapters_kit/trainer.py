@@ -200,8 +200,13 @@ class AdapterTrainer:
                     "labels": list(names), "input_column": splits.input_column,
                     "label_column": splits.label_column, "data_report": splits.report,
                     "trainable_parameters": trainable, "total_parameters": total, "history": result.history}
-            save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
-                     labels=splits.labels, metrics=metrics, info=info, log=result.log)
+            try:
+                save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
+                         labels=splits.labels, metrics=metrics, info=info, log=result.log)
+            except OSError as e:  # disk full, permissions changed mid-run: the atomic write left nothing behind
+                raise UserError(f"could not write the run folder {cfg.output} ({e.strerror or e}); nothing was "
+                                f"written (checkpoints, if any, are kept): free space or choose another folder "
+                                f"and run again") from None
             write_report(cfg.output)
             write_card(cfg.output)  # after save_run, which removed PEFT's own stub README
         acc.wait_for_everyone()

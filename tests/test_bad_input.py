@@ -85,6 +85,8 @@ CASES = [
                                                   "dev2"], "has no split 'dev2'"),
     ("adapter whose base model does not match", lambda w: ["predict", str(w["root"] / "mismatch"), "hello"],
      "does not match"),
+    ("output where nothing can be written", lambda w: ["train", "--model", w["model"], "--data", w["train"],
+                                                      "--output", "/proc/adapters_kit_run"], "cannot be written"),
     ("predict with nothing to predict", lambda w: ["predict", str(w["root"] / "run")], "nothing to predict"),
 ]
 
@@ -97,6 +99,27 @@ def test_bad_input_is_one_line_exit_2(world, capsys, name, argv, message):
     assert err.startswith("adapters-kit: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err, err
     assert not (world["root"] / "out").exists()
+
+
+def test_a_full_disk_while_saving_is_one_line_and_leaves_nothing(world, capsys, monkeypatch, tmp_path):
+    """The run folder is written at the end; if the disk fills then, the user gets one line, not a traceback, and
+    no half-written folder."""
+    import errno
+
+    import adapters_kit.checkpoint as checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_json", full)
+    out = tmp_path / "run"
+    code = main(["train", "--model", world["model"], "--data", world["train"], "--method", "probe", "--epochs", "1",
+                 "--output", str(out)])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # above it: the training progress bar
+    assert code == 2 and "Traceback" not in err and last.startswith("adapters-kit: error: could not write")
+    assert "No space left on device" in last and "nothing was written" in last
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
 def test_odd_sample_rates_and_stereo_are_not_errors(world):
