@@ -119,10 +119,6 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
              labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict]) -> Path:
     """Write a complete run folder; returns its path."""
     with atomic_dir(directory) as tmp:
-        for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
-            os.replace(kept, tmp / kept.name)
-        if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
-            os.replace(tracker_dir(directory), tmp / "logs")
         build_adapter(cfg.adapter_method).save(model.backbone, str(tmp))
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(tmp / "head.safetensors"))
@@ -134,6 +130,12 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         write_json(tmp / "metrics.json", metrics)
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
         check_weights_saved(tmp)
+        # Last, once everything else is written: a failed write above must not take the checkpoints (which
+        # --resume needs) or the tracker logs down with the temporary folder.
+        for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
+            os.replace(kept, tmp / kept.name)
+        if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
+            os.replace(tracker_dir(directory), tmp / "logs")
     return Path(directory)
 
 
