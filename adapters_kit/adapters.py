@@ -36,7 +36,9 @@ class Adapter(Protocol):
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module: ...
 
-    def save(self, backbone: nn.Module, directory: str) -> None: ...
+    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
+        """Write what the method trained. ``state``: the backbone's full state dict gathered across processes
+        (FSDP / ZeRO-3 shard parameters, so the module's own tensors may be empty pieces); default: the module's."""
 
     def load(self, backbone: nn.Module, directory: str) -> nn.Module: ...
 
@@ -100,7 +102,7 @@ class Probe:
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         return backbone.requires_grad_(False)
 
-    def save(self, backbone: nn.Module, directory: str) -> None:
+    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
         """Nothing: the backbone is the pretrained one, reloaded from ``train_config.json``'s model."""
 
     def load(self, backbone: nn.Module, directory: str) -> nn.Module:
@@ -126,8 +128,8 @@ class _Peft:
                                 f"({tuple(backbone.get_submodule(too_big[0]).weight.shape[:2])}); lower the rank")
         return get_peft_model(backbone, self.peft_config(targets, cfg))
 
-    def save(self, backbone: nn.Module, directory: str) -> None:
-        backbone.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
+    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
+        backbone.save_pretrained(directory, state_dict=state)  # adapter_config.json + adapter_model.safetensors
         stub = os.path.join(directory, "README.md")  # PEFT's empty card template; the run has its own files
         if os.path.exists(stub):
             os.remove(stub)
@@ -177,8 +179,8 @@ class LpFt:
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         return self._stage(cfg).attach(backbone, cfg)
 
-    def save(self, backbone: nn.Module, directory: str) -> None:
-        (Lora() if isinstance(backbone, PeftModel) else Full()).save(backbone, directory)
+    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
+        (Lora() if isinstance(backbone, PeftModel) else Full()).save(backbone, directory, state)
 
     def load(self, backbone: nn.Module, directory: str) -> nn.Module:
         return self._stage(directory=directory).load(backbone, directory)
@@ -238,9 +240,10 @@ class _Unfrozen:
         self.unfreeze(backbone, cfg)
         return backbone
 
-    def save(self, backbone: nn.Module, directory: str) -> None:
-        state = {n: p.detach().cpu().contiguous() for n, p in backbone.named_parameters() if p.requires_grad}
-        save_file(state, os.path.join(directory, BACKBONE_WEIGHTS))
+    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
+        source = state if state is not None else dict(backbone.named_parameters())
+        trained = {n: source[n].detach().cpu().contiguous() for n, p in backbone.named_parameters() if p.requires_grad}
+        save_file(trained, os.path.join(directory, BACKBONE_WEIGHTS))
 
     def load(self, backbone: nn.Module, directory: str) -> nn.Module:
         state = load_file(os.path.join(directory, BACKBONE_WEIGHTS))

@@ -116,12 +116,16 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any, cfg: TrainConfig,
-             labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict]) -> Path:
-    """Write a complete run folder; returns its path."""
+             labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict],
+             state: dict[str, Any] | None = None) -> Path:
+    """Write a complete run folder; returns its path. ``state``: the whole model's state dict as
+    ``Accelerator.get_state_dict`` gathers it (full tensors under FSDP / ZeRO-3); default: the module's own."""
+    state = state if state is not None else model.state_dict()
+    backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     with atomic_dir(directory) as tmp:
-        build_adapter(cfg.adapter_method).save(model.backbone, str(tmp))
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-                  str(tmp / "head.safetensors"))
+        build_adapter(cfg.adapter_method).save(model.backbone, str(tmp), backbone_state)
+        save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
         save_config(cfg, tmp / "train_config.json")
         write_json(tmp / "labels.json", {"id2label": {str(i): n for i, n in labels.id2label.items()},

@@ -190,11 +190,17 @@ class AdapterTrainer:
         metrics["train"] = self._train_figures(result)
         acc.log({f"{split}/{k}": v for split, m in metrics.items() if split != "train" for k, v in m.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=result.best_step)
-        acc.end_training()  # trackers flush and close before the run folder (which takes their files) is written
+        # Trackers flush and close before the run folder (which takes their files) is written. Not end_training():
+        # that also tears down the process group, which saving still needs.
+        for tracker in acc.trackers:
+            tracker.finish()
+        acc.trackers = []
         if cfg.compare_source_only and "test" in metrics:
             metrics["test_source_only"] = self._source_only()
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, processor, cfg, splits.labels, {}, modality)
+        # Every process takes part: under FSDP / ZeRO-3 this gathers the sharded weights (onto the main process).
+        state = acc.get_state_dict(model)
         if acc.is_main_process:
             info = {"adapters_kit_version": __version__, "backbone_path": path, "modality": modality_name,
                     "labels": list(names), "input_column": splits.input_column,
@@ -202,7 +208,7 @@ class AdapterTrainer:
                     "trainable_parameters": trainable, "total_parameters": total, "history": result.history}
             try:
                 save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
-                         labels=splits.labels, metrics=metrics, info=info, log=result.log)
+                         labels=splits.labels, metrics=metrics, info=info, log=result.log, state=state)
             except OSError as e:  # disk full, permissions changed mid-run: the atomic write left nothing behind
                 raise UserError(f"could not write the run folder {cfg.output} ({e.strerror or e}); nothing was "
                                 f"written (checkpoints, if any, are kept): free space or choose another folder "
