@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from adapters_kit.checkpoint import read_json
-from adapters_kit.config import OBJECTIVE_METHODS
+from adapters_kit.config import WRAPPING_METHODS
 from adapters_kit.errors import UserError
 
 TEMPLATE = "model_card.md.j2"
@@ -33,7 +33,9 @@ METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "loha": "a Lo
                "probe": "a linear probe on the frozen backbone", "unfreeze-top-k": "the top blocks fine-tuned",
                "full": "full fine-tuning",
                "dann": "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data",
-               "joint": "joint training with a source task (L = L_S + lambda * L_T)"}
+               "joint": "joint training with a source task (L = L_S + lambda * L_T)",
+               "autoencoder-pretrain": "the adapter pretrained as a denoising autoencoder (masked reconstruction) on "
+                                       "unlabelled in-domain inputs, then fine-tuned"}
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
 
 
@@ -88,8 +90,8 @@ class CardData:
 
     @property
     def adapter_method(self) -> str:
-        """The adapter that trained the backbone (dann and joint name it in ``adapter``)."""
-        return self.cfg.get("adapter", "lora") if self.cfg["method"] in OBJECTIVE_METHODS else self.cfg["method"]
+        """The adapter that trained the backbone (dann, joint and autoencoder-pretrain name it in ``adapter``)."""
+        return self.cfg.get("adapter", "lora") if self.cfg["method"] in WRAPPING_METHODS else self.cfg["method"]
 
     @property
     def is_peft(self) -> bool:
@@ -162,7 +164,9 @@ class CardData:
                 "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision", "best_metric", "seed"]
         keys += {"lora": ["lora_r", "lora_alpha", "lora_dropout", "targets"], "ia3": ["targets"],
                  "unfreeze-top-k": ["unfreeze_k"], "dann": ["adapter", "target_data"],
-                 "joint": ["adapter", "source_data", "joint_lambda"]}.get(cfg["method"], [])
+                 "joint": ["adapter", "source_data", "joint_lambda"],
+                 "autoencoder-pretrain": ["adapter", "pretrain_data", "pretrain_epochs", "mask_ratio"],
+                 }.get(cfg["method"], [])
         if self.adapter_method in ("lora", "dora", "loha", "lokr", "lp-ft") and cfg["method"] != "lora":
             keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
                                                                             "lp-ft" else [])

@@ -23,7 +23,8 @@ from adapters_kit.errors import TrainingInterrupted, UserError
 TRAIN_FLAGS = {
     "model": (str, "built-in name, checkpoint folder or Hub id"),
     "data": (str, "built-in name, load_dataset id/path, or train=a.csv,test=b.csv"),
-    "method": (str, "lora, dora, loha, lokr, ia3, lp-ft, probe, unfreeze-top-k, full, dann or joint"),
+    "method": (str, "lora, dora, loha, lokr, ia3, lp-ft, probe, unfreeze-top-k, full, dann, joint or "
+                      "autoencoder-pretrain"),
     "output": (str, "run folder to write"),
     "epochs": (int, None), "lr": (float, None), "batch_size": (int, None), "eval_batch_size": (int, None),
     "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
@@ -44,7 +45,10 @@ TRAIN_FLAGS = {
     "audio_seconds": (float, "audio clip length (default: longest training clip, at most 30)"),
     "probe_solver": (str, "probe: adamw (epochs) or lbfgs (one logistic-regression solve)"),
     "cache_features": (str, "true or false: probes train on features encoded once"),
-    "adapter": (str, "dann/joint: the adapter they train"),
+    "adapter": (str, "dann/joint/autoencoder-pretrain: the adapter they train"),
+    "pretrain_data": (str, "autoencoder-pretrain: unlabelled inputs (default: the training inputs)"),
+    "pretrain_epochs": (int, "autoencoder-pretrain: epochs of the reconstruction stage"),
+    "mask_ratio": (float, "autoencoder-pretrain: share masked (default 0.15 of tokens, 0.5 of image/audio cells)"),
     "target_data": (str, "dann: unlabelled target-domain inputs"),
     "source_data": (str, "joint: the labelled source-task data"), "joint_lambda": (float, None),
     "compare_source_only": (str, "dann: true also trains the adapter without the domain loss"),

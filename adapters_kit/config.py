@@ -20,7 +20,10 @@ METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precisio
                     "top_k_accuracy", "roc_auc", "log_loss", "ece")
 LOWER_IS_BETTER = ("log_loss", "ece")
 OBJECTIVE_METHODS = ("dann", "joint")
-"""Methods that add a loss to an adapter chosen with ``adapter`` rather than being an adapter themselves."""
+"""Methods that add a loss to an adapter chosen with ``adapter``."""
+WRAPPING_METHODS = (*OBJECTIVE_METHODS, "autoencoder-pretrain")
+"""Methods that train an adapter chosen with ``adapter`` rather than being an adapter themselves: the objectives,
+and autoencoder pretraining (a reconstruction stage before the supervised one)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,15 @@ class TrainConfig:
     backbone on every batch of every epoch instead (the same computation, far slower: the probe benchmark's
     baseline)."""
     adapter: str = "lora"
-    """``dann`` and ``joint``: the adapter strategy they train (any method but ``probe`` and ``lp-ft``)."""
+    """``dann``, ``joint`` and ``autoencoder-pretrain``: the adapter strategy they train (any method but ``probe``
+    and ``lp-ft``)."""
+    pretrain_data: str | None = None
+    """``autoencoder-pretrain``: unlabelled in-domain inputs for the reconstruction stage (a data spec; labels there
+    are never read); default: the training split's inputs."""
+    pretrain_epochs: int = 1
+    """``autoencoder-pretrain``: epochs of the reconstruction stage."""
+    mask_ratio: float | None = None
+    """``autoencoder-pretrain``: share of tokens (default 0.15) or image/audio cells (default 0.5) corrupted."""
     target_data: str | None = None
     """``dann``: unlabelled target-domain inputs (a data spec; labels there, if any, are never read)."""
     source_data: str | None = None
@@ -158,7 +169,7 @@ class TrainConfig:
         need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
              f"epochs must be a positive integer, got {self.epochs!r}")
         for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k",
-                     "unfreeze_k", "probe_epochs"):
+                     "unfreeze_k", "probe_epochs", "pretrain_epochs"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("eval_steps", "early_stopping_patience"):
@@ -185,7 +196,8 @@ class TrainConfig:
         need(self.method != "dann" or bool(self.target_data),
              "dann needs --target-data (unlabelled target-domain inputs)")
         need(self.method != "joint" or bool(self.source_data), "joint needs --source-data (the labelled source task)")
-        need(self.method not in OBJECTIVE_METHODS or self.adapter not in ("probe", "lp-ft", *OBJECTIVE_METHODS),
+        need(self.mask_ratio is None or 0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        need(self.method not in WRAPPING_METHODS or self.adapter not in ("probe", "lp-ft", *WRAPPING_METHODS),
              f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "
              f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
         need(self.audio_seconds is None or 0 < self.audio_seconds <= 30,
@@ -203,8 +215,8 @@ class TrainConfig:
 
     @property
     def adapter_method(self) -> str:
-        """The adapter strategy that trains the backbone: ``adapter`` for dann/joint, else ``method``."""
-        return self.adapter if self.method in OBJECTIVE_METHODS else self.method
+        """The adapter strategy that trains the backbone: ``adapter`` for the wrapping methods, else ``method``."""
+        return self.adapter if self.method in WRAPPING_METHODS else self.method
 
     def split_list(self) -> list[str]:
         """``eval_splits`` as a list, validation first."""

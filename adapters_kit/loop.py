@@ -243,7 +243,8 @@ class _Loop:
         self.pos.extra = {"history": r.history, "log": r.log, "train_seconds": r.train_seconds,
                           "train_samples": r.train_samples, "stopped_early": r.stopped_early,
                           "best_score": r.best_score, "best_metrics": r.best_metrics, "best_epoch": r.best_epoch,
-                          "best_step": r.best_step, "bad_evaluations": sel.bad}
+                          "best_step": r.best_step, "bad_evaluations": sel.bad,
+                          "aux_batches": self.objective.stream.drawn if self.objective.stream else 0}
         path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
                                sel.state, self.ckpt.config)
         if self.acc.is_main_process:
@@ -260,6 +261,8 @@ class _Loop:
         r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
         r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
         self.selector.state = best
+        if self.objective.stream is not None:  # DANN's target / the joint source batches continue where they were
+            self.objective.stream.restore(x.get("aux_batches", 0))
         self.acc.print(f"resumed from {path} (epoch {self.pos.epoch}, {self.pos.batch} batches done, "
                        f"step {self.pos.step})")
 

@@ -9,8 +9,9 @@
   task (``--source-data``), scored by its own head on the shared backbone.
 
 Both join the two batches into one forward pass (padding the shorter inputs), so a distributed model runs exactly
-one forward and one backward per step. Objectives draw their auxiliary batches from their own (prepared) loader,
-cycling through it.
+one forward and one backward per step. Objectives draw their auxiliary batches from a :class:`BatchStream` over
+their own (prepared) loader; its position is saved in checkpoints, so a resumed run draws the same batches as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ DOMAIN_HEAD, SOURCE_HEAD = "domain", "source"
 
 
 class Objective(Protocol):
+    stream: "BatchStream | None"
+    """Where the auxiliary batches come from (None: no auxiliary batches)."""
+
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         """Extra heads the model must carry (trained with it, dropped when the run is saved)."""
 
@@ -75,12 +79,44 @@ def join(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-def _cycle(loader) -> Iterator[dict[str, Any]]:
-    while True:
-        yield from loader
+class BatchStream:
+    """Endless batches from a loader, pass e shuffled with ``seed + e`` (through the loader's own generator);
+    ``drawn`` counts the batches handed out, and :meth:`restore` continues from such a count."""
+
+    def __init__(self, loader, generator: torch.Generator | None = None, seed: int = 0):
+        self.loader, self.generator, self.seed = loader, generator, seed
+        self.drawn = 0
+        self._it: Iterator[dict[str, Any]] | None = None
+
+    def restore(self, drawn: int) -> None:
+        self.drawn, self._it = drawn, None
+
+    def _start(self) -> None:
+        passes, skip = divmod(self.drawn, len(self.loader))
+        if self.generator is not None:
+            self.generator.manual_seed(self.seed + passes)
+        self._it = iter(self.loader)
+        for _ in range(skip):  # the batches drawn before a checkpoint: loaded again, not used
+            next(self._it)
+
+    def __next__(self) -> dict[str, Any]:
+        if self._it is None:
+            self._start()
+        try:
+            batch = next(self._it)
+        except StopIteration:  # a pass is over: the next one, reshuffled
+            self._start()
+            batch = next(self._it)
+        self.drawn += 1
+        return batch
+
+    def __iter__(self) -> "BatchStream":
+        return self
 
 
 class CrossEntropy:
+    stream: BatchStream | None = None
+
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {}
 
@@ -91,14 +127,14 @@ class CrossEntropy:
 class DomainAdversarial:
     """Task loss on the source batch + domain loss (source 0, target 1) through the gradient reversal."""
 
-    def __init__(self, target_loader):
-        self.batches = _cycle(target_loader)
+    def __init__(self, target: BatchStream):
+        self.stream = target
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {DOMAIN_HEAD: nn.Sequential(GradientReversal(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))}
 
     def loss(self, model, batch, labels, progress):
-        target = next(self.batches)
+        target = next(self.stream)
         target.pop("labels", None)  # never used
         inner = getattr(model, "module", model)  # the reversal weight lives on the (possibly wrapped) model
         inner.aux_heads[DOMAIN_HEAD][0].weight = dann_lambda(progress)
@@ -111,15 +147,15 @@ class DomainAdversarial:
 class Joint:
     """L = L_S + lambda * L_T with a source head beside the target head."""
 
-    def __init__(self, source_loader, num_source_labels: int, weight: float, head_factory):
-        self.batches, self.num_source_labels = _cycle(source_loader), num_source_labels
+    def __init__(self, source: BatchStream, num_source_labels: int, weight: float, head_factory):
+        self.stream, self.num_source_labels = source, num_source_labels
         self.weight, self.head_factory = weight, head_factory
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {SOURCE_HEAD: self.head_factory(dim, self.num_source_labels)}
 
     def loss(self, model, batch, labels, progress):
-        source = next(self.batches)
+        source = next(self.stream)
         source_labels = source.pop("labels")
         logits, source_logits = model(**join(batch, source), aux=SOURCE_HEAD)
         n = len(labels)

@@ -22,7 +22,7 @@ from adapters_kit.adapters import ADAPTERS, build_adapter
 from adapters_kit.card import write_card
 from adapters_kit.catalog import resolve_model
 from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, tracker_dir, write_json
-from adapters_kit.config import OBJECTIVE_METHODS, TrainConfig
+from adapters_kit.config import OBJECTIVE_METHODS, WRAPPING_METHODS, TrainConfig
 from adapters_kit.data import load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
 from adapters_kit.evaluation import evaluate
@@ -33,7 +33,8 @@ from adapters_kit.loop import TrainResult
 from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model
-from adapters_kit.objectives import DomainAdversarial, Joint, Objective
+from adapters_kit.objectives import BatchStream, DomainAdversarial, Joint, Objective
+from adapters_kit.pretrain import pretrain
 from adapters_kit.report import write_mistakes, write_report
 from adapters_kit.resume import Checkpointing
 from adapters_kit.solvers import fit_logistic
@@ -43,9 +44,9 @@ log = logging.getLogger(__name__)
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill method-dependent defaults (lr, epochs, pooling); check every registered name before work starts."""
-    if cfg.method not in ADAPTERS and cfg.method not in OBJECTIVE_METHODS:
+    if cfg.method not in ADAPTERS and cfg.method not in WRAPPING_METHODS:
         raise UserError(f"unknown method {cfg.method!r}; choose one of: "
-                        f"{', '.join(sorted([*ADAPTERS.names(), *OBJECTIVE_METHODS]))}")
+                        f"{', '.join(sorted([*ADAPTERS.names(), *WRAPPING_METHODS]))}")
     adapter = build_adapter(cfg.adapter_method)
     HEADS.get(cfg.head)
     pooling = cfg.pooling
@@ -142,6 +143,7 @@ class AdapterTrainer:
         self.model = None
         self.run: LoadedRun | None = None
         self.probe_stage: dict | None = None
+        self.pretrain_stage: dict | None = None
 
     def train(self) -> dict[str, Any]:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
@@ -172,7 +174,7 @@ class AdapterTrainer:
                   f"{cfg.batch_size * acc.num_processes * cfg.grad_accum_steps} examples per optimizer step")
         acc.init_trackers("adapters_kit", config={k: v for k, v in cfg.to_dict().items()
                                                   if isinstance(v, (int, float, str, bool))})
-        token_loaders, loaders = self._loaders(model, splits, modality, processor)
+        token_loaders, loaders = self._loaders(model, splits, modality, processor, resuming=resume_from is not None)
         # Re-seed: whether probe features came from the cache or were encoded (which draws random numbers while
         # saving them) must not change the dropout masks and so the result.
         set_seed(cfg.seed)
@@ -232,13 +234,13 @@ class AdapterTrainer:
                 inputs = source.datasets["train"]
             prepared = prepare(inputs, modality, processor, train=True)
         # Its own shuffling seed, so the main loader's order is the same as without the objective.
-        loader = acc.prepare(make_loader(prepared, modality.collator(processor), cfg.batch_size, shuffle=True,
-                                         seed=cfg.seed + 1))
+        raw = make_loader(prepared, modality.collator(processor), cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
+        stream = BatchStream(acc.prepare(raw), raw.generator, cfg.seed + 1)
         acc.print(f"{cfg.method}: {len(prepared)} {'target-domain' if cfg.method == 'dann' else 'source-task'} "
                   f"examples")
         if cfg.method == "dann":
-            return DomainAdversarial(loader)
-        return Joint(loader, len(source.labels), cfg.joint_lambda,
+            return DomainAdversarial(stream)
+        return Joint(stream, len(source.labels), cfg.joint_lambda,
                      lambda dim, k: build_head(cfg.head, dim, k, cfg.head_dropout))
 
     def _source_only(self) -> dict[str, Any]:
@@ -282,6 +284,8 @@ class AdapterTrainer:
                    "best_step": result.best_step, "stopped_early": result.stopped_early}
         if self.probe_stage:
             figures["probe_stage"] = self.probe_stage
+        if self.pretrain_stage:
+            figures["pretrain_stage"] = self.pretrain_stage
         return figures
 
     def classifier(self) -> Classifier:
@@ -290,7 +294,7 @@ class AdapterTrainer:
             raise RuntimeError("call train() first")
         return Classifier(self.run)
 
-    def _loaders(self, model, splits, modality, processor) -> tuple[dict, dict]:
+    def _loaders(self, model, splits, modality, processor, resuming: bool = False) -> tuple[dict, dict]:
         """(loaders of model inputs, loaders the loop trains and selects on): the same, or cached features."""
         cfg, acc = self.cfg, self.accelerator
         with acc.main_process_first():
@@ -306,7 +310,31 @@ class AdapterTrainer:
             return loaders, self._feature_loaders(model, prepared, collate, signature)
         if adapter.probe_first:
             self._probe_stage(model, self._feature_loaders(model, prepared, collate, signature), splits.labels.names)
+        if cfg.method == "autoencoder-pretrain":
+            if resuming:  # the checkpoint holds the adapter as the supervised stage left it
+                self.pretrain_stage = {"skipped": "resumed from a checkpoint of the supervised stage"}
+            else:
+                self._pretrain_stage(model, prepared["train"], modality, processor)
         return loaders, loaders
+
+    def _pretrain_stage(self, model, train_inputs, modality, processor) -> None:
+        """Autoencoder pretraining of the adapter on unlabelled inputs (``pretrain_data`` or the training split's
+        inputs), before the supervised stage."""
+        cfg, acc = self.cfg, self.accelerator
+        if cfg.pretrain_data:
+            with acc.main_process_first():
+                inputs = prepare(load_inputs(cfg.pretrain_data, modality, cfg.text_column), modality, processor,
+                                 train=True)
+        else:
+            inputs = train_inputs
+        loader = make_loader(inputs, modality.collator(processor), cfg.batch_size, shuffle=True, seed=cfg.seed + 2)
+        acc.print(f"autoencoder pretraining: {cfg.pretrain_epochs} epoch(s) of masked reconstruction over "
+                  f"{len(inputs)} unlabelled examples")
+        set_seed(cfg.seed)
+        self.pretrain_stage = pretrain(cfg, model, loader, acc, processor)
+        losses = self.pretrain_stage["reconstruction_loss"]
+        acc.print(f"reconstruction loss per epoch: {', '.join(f'{x:.4f}' for x in losses)} "
+                  f"({self.pretrain_stage['seconds']:.1f} s)")
 
     def _feature_loaders(self, model, prepared, collate, signature: str = "") -> dict:
         """Encode every split once (eval mode, so exactly what inference computes), or find the features of an

@@ -75,6 +75,44 @@ def test_dann_never_reads_target_labels_and_trains_the_adapter_and_domain_head(t
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("method", ["dann", "joint"])
+def test_an_interrupted_objective_run_resumes_to_the_same_weights(method, tiny_cfg, target_file, monkeypatch):
+    """Ctrl-C mid-epoch, then --resume: the auxiliary batches (DANN's target, the joint source) continue where they
+    were, so the run ends with exactly the weights of an uninterrupted one."""
+    import os
+    import signal
+
+    from adapters_kit.errors import TrainingInterrupted
+    from adapters_kit.objectives import DomainAdversarial, Joint
+
+    rows, tmp = target_file
+    aux = write_csv(tmp / "aux.csv", rows)
+    kw = {"target_data": aux} if method == "dann" else {"source_data": aux}
+
+    def cfg(out, **more):
+        return tiny_cfg(method=method, adapter="lora", lora_dropout=0.0, output=str(tmp / out), **kw, **more)
+
+    AdapterTrainer(cfg("whole")).train()
+    cls = DomainAdversarial if method == "dann" else Joint
+    original, calls = cls.loss, []
+
+    def interrupt_at_step_7(self, *args):
+        calls.append(1)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signal.SIGINT)  # the loop's handler only flags it; the step finishes, then saves
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, "loss", interrupt_at_step_7)
+    with pytest.raises(TrainingInterrupted):
+        AdapterTrainer(cfg("cut")).train()
+    monkeypatch.setattr(cls, "loss", original)
+    assert (tmp / "cut" / "checkpoint-7").is_dir()
+    AdapterTrainer(cfg("cut", resume=True)).train()
+    for f in ("adapter_model.safetensors", "head.safetensors"):
+        whole, resumed = load_file(str(tmp / "whole" / f)), load_file(str(tmp / "cut" / f))
+        assert all(torch.equal(whole[k], resumed[k]) for k in whole), f
+
+
 def test_compare_source_only_is_the_same_adapter_without_the_domain_loss(tiny_cfg, target_file):
     rows, tmp = target_file
     target = write_csv(tmp / "target.csv", rows)
