@@ -121,6 +121,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     """Write a complete run folder; returns its path. ``state``: the whole model's state dict as
     ``Accelerator.get_state_dict`` gathers it (full tensors under FSDP / ZeRO-3); default: the module's own."""
     state = state if state is not None else model.state_dict()
+    check_gathered(state)
     backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     with atomic_dir(directory) as tmp:
@@ -141,6 +142,17 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
             os.replace(tracker_dir(directory), tmp / "logs")
     return Path(directory)
+
+
+def check_gathered(state: dict[str, Any]) -> None:
+    """Refuse a state dict that still holds shards (FSDP2's DTensors): saving it would write one process's pieces.
+    Gather first (``Accelerator.get_state_dict``, or torch's ``get_model_state_dict(full_state_dict=True)``)."""
+    from torch.distributed.tensor import DTensor
+
+    sharded = [k for k, v in state.items() if isinstance(v, DTensor)]
+    if sharded:
+        raise RuntimeError(f"the model state is sharded ({sharded[0]}, ... are pieces spread over processes) and was "
+                           f"not gathered before saving; nothing was written")
 
 
 def check_weights_saved(folder: Path) -> None:
