@@ -89,6 +89,16 @@ def select_targets(backbone: nn.Module, spec: str) -> list[str]:
     return chosen
 
 
+def top_blocks(names: list[str], k: int) -> list[str]:
+    """The names inside the top ``k`` repeated blocks (by block index). Adapting only the top blocks means the
+    frozen blocks below never run backward: autograd stops where nothing beneath requires a gradient."""
+    blocks = sorted({int(m.group(1)) for n in names if (m := _BLOCK.search(f".{n}."))})
+    if k > len(blocks):
+        raise UserError(f"--adapter-layers {k} exceeds the backbone's {len(blocks)} blocks")
+    top = set(blocks[-k:])
+    return [n for n in names if (m := _BLOCK.search(f".{n}.")) and int(m.group(1)) in top]
+
+
 @ADAPTERS.register("probe")
 class Probe:
     """Feature-based transfer: the backbone is frozen; only the head trains (on cached pooled features)."""
@@ -121,6 +131,8 @@ class _Peft:
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         targets = select_targets(backbone, cfg.targets)
+        if cfg.adapter_layers is not None:
+            targets = top_blocks(targets, cfg.adapter_layers)
         if isinstance(self, Lora):
             too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape[:2])]
             if too_big:

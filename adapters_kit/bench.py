@@ -11,6 +11,10 @@ Scenarios:
 - ``probe``: a probe on cached features against re-encoding every epoch (10 epochs).
 - ``inference``: a LoRA run (adapters_kit defaults) exported to merged, ONNX and int8: examples/s at batch 32 and
   test accuracy of each against the eager adapter model, p50/p95 latency at batch 1.
+- ``scale``: cost growth. ``adapters-kit`` and ``trainer-best`` on 1k and 10k training examples, and
+  ``adapters-kit`` at max length 128, 256 and 512, each for the same fixed number of optimizer steps
+  (``scale_steps``) after loading and tokenising its whole training set: samples/s should stay flat as the
+  data grows, time per sample grows with the length, and peak RSS is compared with the Trainer's.
 - ``roofline``: the fp32 matmul peak of this machine, measured in the same run, and each training side's model
   FLOP/s as a share of it (MFU). FLOPs per token come from ``torch.utils.flop_counter`` on one unpadded
   forward + backward at the run's max length, times the real (unpadded) tokens trained on, so padding counts
@@ -32,7 +36,7 @@ import torch
 
 from adapters_kit.errors import UserError
 
-SCENARIOS = ("train-lora", "probe", "inference", "roofline")
+SCENARIOS = ("train-lora", "probe", "inference", "scale", "roofline")
 TRAIN_SIDES = ("trainer-tutorial", "trainer-best", "adapters-kit", "adapters-kit-defaults")
 
 
@@ -53,12 +57,19 @@ class BenchConfig:
     max_train_samples: int | None = None
     probe_epochs: int = 10
     scenarios: tuple[str, ...] = SCENARIOS
+    scale_data: str | None = None
+    """The data set of the ``scale`` scenario (default: the last of ``data``, 20newsgroups: 10k+ examples)."""
+    scale_sizes: tuple[int, ...] = (1000, 10000)
+    scale_lengths: tuple[int, ...] = (128, 256, 512)
+    scale_steps: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls, **kw) -> "BenchConfig":
         """Minutes, not hours: one data set, 64 tokens, 200 training examples, one epoch."""
-        base = dict(data=("bbc-news",), max_length=(64,), epochs=1, max_train_samples=200)
+        base = dict(data=("bbc-news",), max_length=(64,), epochs=1, max_train_samples=200, scale_sizes=(50, 100),
+                    scale_steps=3)
+        base["scale_lengths"] = tuple(n * kw.get("max_length", (64,))[0] for n in (1, 2))
         return cls(**{**base, **kw})
 
 
@@ -138,7 +149,32 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
                                            "accuracy_cached_minus_reencode": c["accuracy"] - r["accuracy"]}})
         if "inference" in cfg.scenarios:
             out["runs"].append(_inference_run(shared, data, cfg.max_length[0], log))
+    if "scale" in cfg.scenarios:
+        out["runs"].append(_scale_run(cfg, shared, log))
     return out
+
+
+def _scale_run(cfg: BenchConfig, shared: dict[str, Any], log) -> dict[str, Any]:
+    """Fixed-step runs over growing data and growing sequence length (see the module docstring)."""
+    data, (small, large), short = cfg.scale_data or cfg.data[-1], cfg.scale_sizes, cfg.scale_lengths[0]
+    points = [(side, n, short) for n in (small, large) for side in ("adapters-kit", "trainer-best")]
+    points += [("adapters-kit", small, length) for length in cfg.scale_lengths[1:]]
+    sides = {}
+    for side, n, length in points:
+        name = f"{side} n={n} L={length}"
+        log(f"scale {data}: {name} ({cfg.scale_steps} steps) ...")
+        sides[name] = run_child({**shared, "side": side, "data": data, "max_length": length, "max_train_samples": n,
+                                 "max_steps": cfg.scale_steps})
+    c, b = "adapters-kit n={} L={}", "trainer-best n={} L={}"
+    per_sample = {length: 1 / sides[c.format(small, length)]["samples_per_second"] for length in cfg.scale_lengths}
+    ratios = {"samples_per_second_large_over_small": _ratio(sides[c.format(large, short)]["samples_per_second"],
+                                                           sides[c.format(small, short)]["samples_per_second"]),
+              **{f"peak_rss_C_over_B_n={n}": _ratio(sides[c.format(n, short)]["peak_rss_mb"],
+                                                     sides[b.format(n, short)]["peak_rss_mb"]) for n in (small, large)},
+              **{f"seconds_per_sample_L={length}_over_L={short}": per_sample[length] / per_sample[short]
+                 for length in cfg.scale_lengths[1:]}}
+    return {"scenario": "scale", "data": data, "max_length": short, "steps": cfg.scale_steps, "sides": sides,
+            "ratios": ratios}
 
 
 def _inference_run(shared: dict[str, Any], data: str, max_length: int, log) -> dict[str, Any]:

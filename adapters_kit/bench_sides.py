@@ -94,7 +94,8 @@ def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
             output_dir=tmp, per_device_train_batch_size=spec["batch_size"], per_device_eval_batch_size=64,
             learning_rate=spec["lr"], num_train_epochs=spec["epochs"], seed=spec["seed"], weight_decay=0.01,
             report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no", use_cpu=True,
-            disable_tqdm=True, train_sampling_strategy="group_by_length" if best else "random")
+            disable_tqdm=True, train_sampling_strategy="group_by_length" if best else "random",
+            max_steps=spec.get("max_steps") or -1)
         collator = DataCollatorWithPadding(tok) if best else default_data_collator
         trainer = Trainer(model=model, args=args, train_dataset=data["train"], data_collator=collator)
         start = time.perf_counter()
@@ -110,9 +111,13 @@ def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
 
 
 def _sizes(spec, splits, tok) -> dict[str, Any]:
+    """Examples and real tokens trained on; with ``max_steps``, steps x batch examples of the average length."""
     train = splits.datasets["train"]
-    return {"train_examples": len(train), "samples": len(train) * spec["epochs"],
-            "tokens": _real_tokens(tok, list(train["input"]), spec["max_length"]) * spec["epochs"]}
+    tokens = _real_tokens(tok, list(train["input"]), spec["max_length"])
+    samples = len(train) * spec["epochs"]
+    if spec.get("max_steps"):
+        samples = min(samples, spec["max_steps"] * spec["batch_size"])
+    return {"train_examples": len(train), "samples": samples, "tokens": tokens * samples / len(train)}
 
 
 def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
@@ -124,7 +129,7 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
         if not defaults:
             shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
                           lora_r=spec["lora_r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec["lora_dropout"],
-                          targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0)
+                          targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0, max_steps=spec.get("max_steps"))
         trainer = AdapterTrainer(TrainConfig(**shared))
         metrics = trainer.train()
         cfg, model, tok = trainer.cfg, trainer.model, trainer.run.processor

@@ -26,13 +26,15 @@ TRAIN_FLAGS = {
     "method": (str, "lora, dora, loha, lokr, ia3, lp-ft, probe, unfreeze-top-k, full, dann, joint or "
                       "autoencoder-pretrain"),
     "output": (str, "run folder to write"),
-    "epochs": (int, None), "lr": (float, None), "batch_size": (int, None), "eval_batch_size": (int, None),
+    "epochs": (int, None), "max_steps": (int, "stop after N optimizer steps"), "lr": (float, None),
+    "batch_size": (int, None), "eval_batch_size": (int, None),
     "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
     "text_column": (str, None), "label_column": (str, None), "val_fraction": (float, None),
     "max_train_samples": (int, None), "weight_decay": (float, None), "warmup_ratio": (float, None),
     "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
     "lora_alpha": (int, None), "lora_dropout": (float, None),
     "targets": (str, "attention, mlp, all-linear or module names"), "unfreeze_k": (int, None),
+    "adapter_layers": (int, "PEFT adapters only in the top N blocks (default: all)"),
     "probe_epochs": (int, None), "lp_ft_stage": (str, "lp-ft: lora or full after the probe stage"),
     "layer_decay": (float, "layer-wise lr decay for full fine-tuning, e.g. 0.8"),
     "pooling": (str, "mean, cls or last"),
@@ -102,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=1)
     b = sub.add_parser("bench", help="benchmark adapters_kit against transformers Trainer + PEFT, side by side")
     b.add_argument("--quick", action="store_true", help="minutes: bbc-news, 64 tokens, 200 examples, 1 epoch")
-    b.add_argument("--scenarios", help="comma-separated, from train-lora, probe, roofline (default: all)")
+    b.add_argument("--scenarios", help="comma-separated, from train-lora, probe, inference, scale, roofline "
+                                                  "(default: all)")
     b.add_argument("--model", help="backbone (default minilm-l6)")
     b.add_argument("--data", action="append", help="data spec, repeat for several (default bbc-news and "
                                                    "20newsgroups)")

@@ -47,6 +47,9 @@ class TrainConfig:
     epochs: int | None = None
     """Passes over the training split; ``None`` takes the method's default (probe 30: its epochs run on cached
     features and cost almost nothing; every other method 2)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (the schedule is laid out over them), even mid-epoch; ``None``: run
+    every epoch."""
     lr: float | None = None
     """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora/loha/lokr 1e-3, ia3 5e-3, probe 1e-2,
     unfreeze-top-k 5e-5, full 3e-5)."""
@@ -85,6 +88,9 @@ class TrainConfig:
     targets: str = "all-linear"
     """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
     unfreeze_k: int = 2
+    adapter_layers: int | None = None
+    """PEFT adapters (LoRA family, (IA)^3) only in the top this-many blocks (default: all blocks). The frozen blocks
+    below then run forward only: no backward pass reaches them, so each step costs less."""
     """Blocks (from the top) that train with ``unfreeze-top-k``."""
     layer_decay: float | None = None
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
@@ -172,7 +178,7 @@ class TrainConfig:
                      "unfreeze_k", "probe_epochs", "pretrain_epochs"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("eval_steps", "early_stopping_patience"):
+        for name in ("eval_steps", "early_stopping_patience", "adapter_layers", "max_steps"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, int) and value >= 1),
                  f"{name} must be a positive integer, got {value!r}")

@@ -144,6 +144,8 @@ class _Loop:
         # batch 4 follow exactly the schedule of 1 process x batch 8.
         procs = accelerator.num_processes
         updates = math.ceil(math.ceil(len(train_loader) / procs) / cfg.grad_accum_steps) * cfg.epochs
+        if cfg.max_steps:
+            updates = min(updates, cfg.max_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * updates) * procs,
                                                          updates * procs)
         self.generator = getattr(train_loader, "generator", None)
@@ -166,6 +168,8 @@ class _Loop:
                 self._epoch(epoch, skip, sigint)
                 self.pos = Position(epoch + 1, 0, self.pos.step)
                 self._save()
+                if self.pos.step >= self.updates:  # --max-steps reached
+                    break
                 if result.stopped_early:
                     acc.print(f"early stopping: no {cfg.best_metric} progress in {cfg.early_stopping_patience} "
                               f"evaluations")
@@ -199,7 +203,8 @@ class _Loop:
             result.train_samples += len(labels) * acc.num_processes
             self.pos = Position(epoch, i, self.pos.step + int(acc.sync_gradients))
             step = self.pos.step
-            if i % 10 == 0 or i == total:  # .item() syncs: only every few steps, not per step
+            last = acc.sync_gradients and step >= self.updates  # --max-steps reached, mid-epoch or not
+            if i % 10 == 0 or i == total or last:  # .item() syncs: only every few steps, not per step
                 value = loss.item()
                 running = value if running is None else 0.9 * running + 0.1 * value
                 rate = samples / (time.perf_counter() - start)
@@ -210,6 +215,8 @@ class _Loop:
                          "train/samples_per_second": rate}, step=step)
             if not acc.sync_gradients:
                 continue
+            if last:
+                break
             if cfg.eval_steps and step % cfg.eval_steps == 0:
                 result.train_seconds += time.perf_counter() - start  # evaluation time is not training time
                 result.stopped_early = self._evaluate(epoch, step)

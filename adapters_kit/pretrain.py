@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.config import TrainConfig
@@ -146,9 +147,10 @@ def pretrain(cfg: TrainConfig, model: AdapterClassifier, loader, accelerator, to
     denoiser, optimizer, loader, scheduler = acc.prepare(denoiser, optimizer, loader, scheduler)
     denoiser.train()
     losses, start = [], time.perf_counter()
-    for _ in range(cfg.pretrain_epochs):
+    for epoch in range(1, cfg.pretrain_epochs + 1):
         total, batches = torch.zeros((), device=acc.device), 0
-        for batch in loader:
+        for batch in tqdm(loader, desc=f"reconstruction {epoch}/{cfg.pretrain_epochs}", mininterval=2.0,
+                          dynamic_ncols=True, disable=not acc.is_local_main_process):
             loss = denoiser(**batch)
             acc.backward(loss)
             if cfg.max_grad_norm:

@@ -20,8 +20,8 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert code == 0
     result = json.loads(out.read_text())
     assert result["matmul_peak_gflops"] > 0
-    lora, probe, inference = result["runs"]
-    assert (lora["scenario"], probe["scenario"], inference["scenario"]) == ("train-lora", "probe", "inference")
+    lora, probe, inference, scale = result["runs"]
+    assert [r["scenario"] for r in result["runs"]] == ["train-lora", "probe", "inference", "scale"]
     assert set(lora["sides"]) == set(TRAIN_SIDES)
     for side, fig in lora["sides"].items():
         assert FIGURES <= set(fig), side
@@ -50,6 +50,20 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
         f["examples_per_second"] for n, f in art.items() if n != "eager")
     assert inference["ratios"]["examples_per_second_best_over_eager"] == pytest.approx(
         art[best]["examples_per_second"] / art["eager"]["examples_per_second"])
+    # scale: fixed-step runs at two data sizes (both training sides) and two lengths (adapters_kit)
+    assert set(scale["sides"]) == {"adapters-kit n=50 L=16", "trainer-best n=50 L=16", "adapters-kit n=100 L=16",
+                                   "trainer-best n=100 L=16", "adapters-kit n=50 L=32"}
+    for name, fig in scale["sides"].items():
+        assert fig["samples"] == min(3 * 16, fig["train_examples"]), name  # 3 steps of batch 16 (or one epoch)
+        assert fig["samples_per_second"] == pytest.approx(fig["samples"] / fig["train_seconds"]), name
+    s = scale["sides"]
+    assert s["adapters-kit n=50 L=16"]["train_examples"] < s["adapters-kit n=100 L=16"]["train_examples"]
+    assert scale["ratios"]["samples_per_second_large_over_small"] == pytest.approx(
+        s["adapters-kit n=100 L=16"]["samples_per_second"] / s["adapters-kit n=50 L=16"]["samples_per_second"])
+    assert scale["ratios"]["peak_rss_C_over_B_n=100"] == pytest.approx(
+        s["adapters-kit n=100 L=16"]["peak_rss_mb"] / s["trainer-best n=100 L=16"]["peak_rss_mb"])
+    assert scale["ratios"]["seconds_per_sample_L=32_over_L=16"] == pytest.approx(
+        s["adapters-kit n=50 L=16"]["samples_per_second"] / s["adapters-kit n=50 L=32"]["samples_per_second"])
     shown = capsys.readouterr().out
     assert "samples_per_second_C_over_B" in shown and "probe-cached" in shown
 

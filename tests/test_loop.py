@@ -110,3 +110,14 @@ def test_report_to_names_must_be_known(tiny_cfg, tmp_path):
 
     with pytest.raises(UserError, match="unknown --report-to tracker 'tensorbord'; choose from: aim, tensorboard"):
         AdapterTrainer(tiny_cfg(report_to="tensorbord", output=str(tmp_path / "run")))
+
+
+def test_max_steps_stops_mid_epoch_with_the_schedule_laid_out_over_those_steps(tiny_cfg, tmp_path):
+    trainer = AdapterTrainer(tiny_cfg(method="lora", epochs=3, max_steps=4, batch_size=8, warmup_ratio=0.0,
+                                      output=str(tmp_path / "m")))
+    metrics = trainer.train()
+    assert metrics["train"]["train_samples"] == 4 * 8
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["train"]["best_step"] == 4
+    log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    assert log and log[-1]["global_step"] == 4
+    assert log[-1]["lr"] == pytest.approx(0.0)  # linear decay reaches zero at the last of the 4 steps

@@ -91,3 +91,23 @@ def test_lp_ft_with_a_full_second_stage(tiny_cfg, tmp_path):
     assert (tmp_path / "l" / BACKBONE_WEIGHTS).exists() and not (tmp_path / "l" / "adapter_config.json").exists()
     texts = ["team goal match", "bank shares profit"]
     assert torch.allclose(load(tmp_path / "l").logits(texts), trainer.classifier().logits(texts), atol=1e-6)
+
+
+def test_adapter_layers_puts_lora_in_the_top_blocks_only_and_stops_backward_there(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = tok(["team goal match", "bank shares profit"], padding=True, return_tensors="pt")
+    seen = {}
+    for layers, lowest_has_grad in ((None, True), (1, False)):
+        cfg = TrainConfig(method="lora", pooling="mean", adapter_layers=layers)
+        model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=3)
+        lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+        assert lora and all((".layer.1." in n) or layers is None for n in lora)
+        assert any(".layer.0." in n for n in lora) == (layers is None)
+        bottom = model.backbone.get_base_model().encoder.layer[0]
+        handle = bottom.register_forward_hook(lambda m, args, out: seen.update(grad=out[0].requires_grad))
+        F.cross_entropy(model(**batch), torch.tensor([0, 1])).backward()
+        handle.remove()
+        assert seen["grad"] == lowest_has_grad  # no graph (so no backward) through the frozen bottom block
+    with pytest.raises(UserError, match="--adapter-layers 3 exceeds the backbone's 2 blocks"):
+        build_model(TrainConfig(method="lora", pooling="mean", adapter_layers=3),
+                    BertModel.from_pretrained(tiny_model_dir), num_labels=3)
