@@ -7,6 +7,7 @@ and ``full``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Protocol
@@ -123,6 +124,8 @@ class _Peft:
     """A PEFT adapter on the selected block linears; base weights frozen. Saved in PEFT's own format."""
 
     default_epochs = 2
+    default_layers: float | None = None
+    """Share of the blocks (from the top) adapted when ``adapter_layers`` is not given; None: every block."""
     frozen_backbone = False
     probe_first = False
 
@@ -131,8 +134,12 @@ class _Peft:
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         targets = select_targets(backbone, cfg.targets)
-        if cfg.adapter_layers is not None:
-            targets = top_blocks(targets, cfg.adapter_layers)
+        layers = cfg.adapter_layers
+        if layers is None and self.default_layers:  # the method's default share of the blocks, from the top
+            blocks = {int(m.group(1)) for n in targets if (m := _BLOCK.search(f".{n}."))}
+            layers = math.ceil(len(blocks) * self.default_layers)
+        if layers:  # 0: every block
+            targets = top_blocks(targets, layers)
         if isinstance(self, Lora):
             too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape[:2])]
             if too_big:
@@ -152,10 +159,16 @@ class _Peft:
 
 @ADAPTERS.register("lora")
 class Lora(_Peft):
-    """PEFT LoRA (default: every attention/MLP linear of the blocks)."""
+    """PEFT LoRA on every attention/MLP linear of the top half of the blocks (by default).
+
+    The defaults are chosen for time to a good model: adapting only the top half means the lower half runs forward
+    only (no backward pass reaches it), and one epoch at lr 2e-3 converges as far as two at a lower rate (measured
+    in README's benchmarks)."""
 
     name = "lora"
-    default_lr = 1e-3
+    default_lr = 2e-3
+    default_epochs = 1
+    default_layers = 0.5
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,

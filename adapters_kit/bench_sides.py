@@ -129,7 +129,8 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
         if not defaults:
             shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
                           lora_r=spec["lora_r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec["lora_dropout"],
-                          targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0, max_steps=spec.get("max_steps"))
+                          targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0, max_steps=spec.get("max_steps"),
+                          adapter_layers=0)  # every block, as the Trainer sides
         trainer = AdapterTrainer(TrainConfig(**shared))
         metrics = trainer.train()
         cfg, model, tok = trainer.cfg, trainer.model, trainer.run.processor

@@ -89,8 +89,9 @@ class TrainConfig:
     """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
     unfreeze_k: int = 2
     adapter_layers: int | None = None
-    """PEFT adapters (LoRA family, (IA)^3) only in the top this-many blocks (default: all blocks). The frozen blocks
-    below then run forward only: no backward pass reaches them, so each step costs less."""
+    """PEFT adapters only in the top this-many blocks; 0: every block; ``None``: the method's default (LoRA and
+    DoRA: the top half, rounded up; the other PEFT methods: every block). The frozen blocks below run forward only:
+    no backward pass reaches them, so each step costs less."""
     """Blocks (from the top) that train with ``unfreeze-top-k``."""
     layer_decay: float | None = None
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
@@ -178,7 +179,7 @@ class TrainConfig:
                      "unfreeze_k", "probe_epochs", "pretrain_epochs"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("eval_steps", "early_stopping_patience", "adapter_layers", "max_steps"):
+        for name in ("eval_steps", "early_stopping_patience", "max_steps"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, int) and value >= 1),
                  f"{name} must be a positive integer, got {value!r}")
@@ -202,6 +203,8 @@ class TrainConfig:
         need(self.method != "dann" or bool(self.target_data),
              "dann needs --target-data (unlabelled target-domain inputs)")
         need(self.method != "joint" or bool(self.source_data), "joint needs --source-data (the labelled source task)")
+        need(self.adapter_layers is None or (isinstance(self.adapter_layers, int) and self.adapter_layers >= 0),
+             f"adapter_layers must be an integer >= 0 (0: every block), got {self.adapter_layers!r}")
         need(self.mask_ratio is None or 0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         need(self.method not in WRAPPING_METHODS or self.adapter not in ("probe", "lp-ft", *WRAPPING_METHODS),
              f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "

@@ -28,7 +28,8 @@ def test_probe_trains_only_the_head(backbone):
 
 
 def test_lora_trains_lora_matrices_and_head(backbone):
-    model = build_model(TrainConfig(method="lora", pooling="mean", lora_r=4), backbone, num_labels=3)
+    model = build_model(TrainConfig(method="lora", pooling="mean", lora_r=4, adapter_layers=0), backbone,
+                        num_labels=3)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert {n.split(".")[0] for n in trainable} == {"backbone", "head"}
     backbone_trainable = [n for n in trainable if n.startswith("backbone")]
@@ -36,6 +37,16 @@ def test_lora_trains_lora_matrices_and_head(backbone):
     lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     # per layer: 4 projections 32->32, one 32->64, one 64->32; each LoRA has r*(in+out) weights
     assert lora_params == 2 * (4 * 4 * 64 + 4 * 96 + 4 * 96)
+
+
+def test_lora_adapts_the_top_half_of_the_blocks_by_default(tiny_model_dir):
+    from transformers import BertConfig, BertModel
+
+    for layers, adapted in ((2, {1}), (3, {1, 2}), (5, {2, 3, 4})):  # ceil(n / 2) from the top
+        bb = BertModel(BertConfig(hidden_size=8, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=16))
+        model = build_model(TrainConfig(method="lora", pooling="mean", lora_r=2), bb, num_labels=2)
+        blocks = {int(n.split(".layer.")[1].split(".")[0]) for n, p in model.named_parameters() if "lora_" in n}
+        assert blocks == adapted, layers
 
 
 def test_features_path_equals_full_forward(backbone, tiny_model_dir):
