@@ -101,13 +101,15 @@ def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
-        # Predictions travel with their own labels: with length grouping the order may differ from the split's.
-        pred = trainer.predict(data["test"])
-    y_pred, y_true = np.argmax(pred.predictions, -1), pred.label_ids
-    return {"train_seconds": train_seconds, "accuracy": accuracy_score(y_true, y_pred),
-            "f1_macro": f1_score(y_true, y_pred, average="macro"),
-            "flops_per_token": _flops_per_token(model, tok, spec["max_length"]),
-            **_sizes(spec, splits, tok)}
+        scores: dict[str, Any] = {"accuracy": None, "f1_macro": None}  # fixed-step (scale) runs score nothing
+        if not spec.get("max_steps"):
+            # Predictions travel with their own labels: with length grouping the order may differ from the split's.
+            pred = trainer.predict(data["test"])
+            y_pred, y_true = np.argmax(pred.predictions, -1), pred.label_ids
+            scores = {"accuracy": accuracy_score(y_true, y_pred),
+                      "f1_macro": f1_score(y_true, y_pred, average="macro")}
+    return {"train_seconds": train_seconds, **scores,
+            "flops_per_token": _flops_per_token(model, tok, spec["max_length"]), **_sizes(spec, splits, tok)}
 
 
 def _sizes(spec, splits, tok) -> dict[str, Any]:
@@ -124,7 +126,8 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
     from adapters_kit.trainer import AdapterTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        shared = dict(model=spec["model"], data=spec["data"], output=f"{tmp}/run", seed=spec["seed"],
+        data = _fixed_step_data(spec, tmp) if spec.get("max_steps") else spec["data"]
+        shared = dict(model=spec["model"], data=data, output=f"{tmp}/run", seed=spec["seed"],
                       max_length=spec["max_length"], max_train_samples=spec.get("max_train_samples"), method="lora")
         if not defaults:
             shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
@@ -137,8 +140,23 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
         splits = _splits({**spec, "epochs": cfg.epochs})
         sizes = _sizes({**spec, "epochs": cfg.epochs}, splits, tok)
         flops = _flops_per_token(model, tok, spec["max_length"])
-    return {"train_seconds": metrics["train"]["train_seconds"], "accuracy": metrics["test"]["accuracy"],
-            "f1_macro": metrics["test"]["f1_macro"], "flops_per_token": flops, "epochs": cfg.epochs, **sizes}
+    test = metrics.get("test", {})  # none in fixed-step (scale) runs
+    return {"train_seconds": metrics["train"]["train_seconds"], "accuracy": test.get("accuracy"),
+            "f1_macro": test.get("f1_macro"), "flops_per_token": flops, "epochs": cfg.epochs, **sizes}
+
+
+def _fixed_step_data(spec: dict[str, Any], tmp: str) -> str:
+    """A fixed-step (scale) run trains on the same training split but scores nothing worth waiting for: the split as
+    a CSV beside a 64-example validation CSV, and no test split (the Trainer side skips its test pass too)."""
+    import pandas as pd
+
+    splits = _splits(spec)
+    train, held = splits.datasets["train"], splits.datasets.get("validation") or splits.datasets["test"]
+    names = splits.labels.names
+    for name, ds in (("train", train), ("validation", held.select(range(min(64, len(held)))))):
+        pd.DataFrame({"text": ds["input"], "label": [names[i] for i in ds["label"]]}).to_csv(f"{tmp}/{name}.csv",
+                                                                                             index=False)
+    return f"train={tmp}/train.csv,validation={tmp}/validation.csv"
 
 
 def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:

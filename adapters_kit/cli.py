@@ -47,6 +47,7 @@ TRAIN_FLAGS = {
     "audio_seconds": (float, "audio clip length (default: longest training clip, at most 30)"),
     "probe_solver": (str, "probe: adamw (epochs) or lbfgs (one logistic-regression solve)"),
     "cache_features": (str, "true or false: probes train on features encoded once"),
+    "group_by_length": (str, "true or false: text batches of similar lengths (default true)"),
     "adapter": (str, "dann/joint/autoencoder-pretrain: the adapter they train"),
     "pretrain_data": (str, "autoencoder-pretrain: unlabelled inputs (default: the training inputs)"),
     "pretrain_epochs": (int, "autoencoder-pretrain: epochs of the reconstruction stage"),

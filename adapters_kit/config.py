@@ -47,6 +47,10 @@ class TrainConfig:
     epochs: int | None = None
     """Passes over the training split; ``None`` takes the method's default (probe 30: its epochs run on cached
     features and cost almost nothing; every other method 2)."""
+    group_by_length: bool = True
+    """Text, methods that train the backbone: training batches of similar lengths (shuffled groups of 1,024
+    examples, each ordered by length), so dynamic padding wastes little on data of mixed lengths; where every text
+    fills ``max_length`` the order is the plain shuffle's."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (the schedule is laid out over them), even mid-epoch; ``None``: run
     every epoch."""

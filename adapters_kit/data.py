@@ -360,8 +360,38 @@ def prepare(datasets: DatasetDict | Dataset, modality: Any, processor: Any,
     return DatasetDict({s: modality.prepare(ds, processor, s, s == "train") for s, ds in datasets.items()})
 
 
-def make_loader(ds: Dataset, collator: Any, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Training loaders shuffle with a seeded generator; evaluation loaders keep order."""
+GROUP_SIZE = 1024
+"""Examples per length group: a shuffled group is ordered by length, so neighbouring batches hold similar lengths."""
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """A random permutation (the same one ``RandomSampler`` draws from this generator), cut into groups of
+    ``GROUP_SIZE`` examples, each ordered by length, longest first (a stable sort: equal lengths keep their random
+    order). Batches cut from it hold similar lengths, so dynamic padding wastes little, while every epoch still
+    mixes the data. The group size counts examples, not batches, so one process at batch 8 and two at batch 4 see
+    the same global batches."""
+
+    def __init__(self, lengths: list[int], generator: torch.Generator):
+        self.lengths, self.generator = lengths, generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        for start in range(0, len(order), GROUP_SIZE):
+            yield from sorted(order[start:start + GROUP_SIZE], key=lambda i: -self.lengths[i])
+
+
+def make_loader(ds: Dataset, collator: Any, batch_size: int, shuffle: bool, seed: int = 0,
+                group_by_length: bool = False) -> DataLoader:
+    """Training loaders shuffle with a seeded generator (with ``group_by_length`` and token ids, in length groups:
+    :class:`LengthGroupedSampler`); evaluation loaders keep order."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    if shuffle and group_by_length and "input_ids" in ds.column_names:
+        sampler = LengthGroupedSampler([len(ids) for ids in ds["input_ids"]], generator)
+        loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collator)
+        loader.generator = generator  # where the training loop reseeds each epoch's shuffle
+        return loader
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collator,
                       generator=generator)

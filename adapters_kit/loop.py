@@ -40,6 +40,8 @@ class TrainResult:
     stopped_early: bool = False
     train_seconds: float = 0.0
     train_samples: int = 0
+    train_tokens: int | None = None
+    """Real (unpadded) tokens trained on, over every process; None for inputs that are not token ids."""
 
 
 def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
@@ -155,6 +157,7 @@ class _Loop:
         self.result, self.selector = TrainResult(), _Selector(cfg.best_metric, cfg.early_stopping_patience)
         self.pos = Position()
         self.updates = updates
+        self.tokens: torch.Tensor | None = None  # real tokens this process trained on, summed on the device
 
     def run(self) -> TrainResult:
         cfg, acc, result = self.cfg, self.acc, self.result
@@ -178,6 +181,8 @@ class _Loop:
             acc.unwrap_model(self.model).load_state_dict(self.selector.state, strict=False)
             acc.print(f"restored the best weights (epoch {result.best_epoch}, step {result.best_step}) by "
                       f"validation {cfg.best_metric}")
+        if self.tokens is not None:
+            result.train_tokens = (result.train_tokens or 0) + int(acc.reduce(self.tokens, "sum"))
         acc.wait_for_everyone()
         return result
 
@@ -201,6 +206,9 @@ class _Loop:
                 self.optimizer.zero_grad(set_to_none=True)
             samples += len(labels) * acc.num_processes
             result.train_samples += len(labels) * acc.num_processes
+            if "input_ids" in batch and "attention_mask" in batch:  # no host sync: summed on the device
+                real = batch["attention_mask"].sum()
+                self.tokens = real if self.tokens is None else self.tokens + real
             self.pos = Position(epoch, i, self.pos.step + int(acc.sync_gradients))
             step = self.pos.step
             last = acc.sync_gradients and step >= self.updates  # --max-steps reached, mid-epoch or not
@@ -251,6 +259,8 @@ class _Loop:
                           "train_samples": r.train_samples, "stopped_early": r.stopped_early,
                           "best_score": r.best_score, "best_metrics": r.best_metrics, "best_epoch": r.best_epoch,
                           "best_step": r.best_step, "bad_evaluations": sel.bad,
+                          "train_tokens": (r.train_tokens or 0) + (int(self.acc.reduce(self.tokens, "sum"))
+                                                                   if self.tokens is not None else 0),
                           "aux_batches": self.objective.stream.drawn if self.objective.stream else 0}
         path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
                                sel.state, self.ckpt.config)
@@ -267,6 +277,7 @@ class _Loop:
             x["train_samples"]
         r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
         r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
+        r.train_tokens = x.get("train_tokens") or None
         self.selector.state = best
         if self.objective.stream is not None:  # DANN's target / the joint source batches continue where they were
             self.objective.stream.restore(x.get("aux_batches", 0))

@@ -279,6 +279,8 @@ class AdapterTrainer:
         """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes."""
         figures = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
                    "samples_per_second": result.train_samples / max(result.train_seconds, 1e-9),
+                   "tokens_per_second": (result.train_tokens / max(result.train_seconds, 1e-9)
+                                         if result.train_tokens else None),
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    "num_processes": self.accelerator.num_processes, "best_epoch": result.best_epoch,
                    "best_step": result.best_step, "stopped_early": result.stopped_early}
@@ -300,9 +302,12 @@ class AdapterTrainer:
         with acc.main_process_first():
             prepared = prepare(splits.datasets, modality, processor)
         collate = modality.collator(processor)
-        loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
-                                  shuffle=s == "train", seed=cfg.seed) for s, ds in prepared.items()}
         adapter = build_adapter(cfg.adapter_method)
+        # A probe's head trains on features in plain shuffled order (cached or not: the same result either way).
+        grouped = cfg.group_by_length and not adapter.frozen_backbone
+        loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                  shuffle=s == "train", seed=cfg.seed, group_by_length=grouped)
+                   for s, ds in prepared.items()}
         if adapter.frozen_backbone and not cfg.cache_features:
             return loaders, loaders
         signature = modality.signature(processor)
@@ -337,13 +342,17 @@ class AdapterTrainer:
                   f"({self.pretrain_stage['seconds']:.1f} s)")
 
     def _feature_loaders(self, model, prepared, collate, signature: str = "") -> dict:
-        """Encode every split once (eval mode, so exactly what inference computes), or find the features of an
-        earlier run with the same weights, pooling, preprocessing (``signature``) and data in the cache."""
+        """Encode the splits training reads once (eval mode, so exactly what inference computes), or find the
+        features of an earlier run with the same weights, pooling, preprocessing (``signature``) and data in the
+        cache."""
         cfg, acc = self.cfg, self.accelerator
         model.to(acc.device)
         key = backbone_fingerprint(model) + signature
         features = {}
-        for s, ds in prepared.items():
+        # Only what training reads: the final metrics of every split come from the whole model on raw inputs, so
+        # encoding the test split here would be work thrown away.
+        wanted = {"train", "validation", *cfg.split_list()}
+        for s, ds in ((s, ds) for s, ds in prepared.items() if s in wanted):
             plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
             features[s], hit = cached_encode(model, ds, plain, acc.device, key)
             acc.print(f"{s}: features {'from the cache' if hit else 'encoded once'} ({len(ds)} examples)")

@@ -130,3 +130,30 @@ def test_bbc_builtin_is_split_80_10_10_without_leaks():
     tr, va, te = (texts(s.datasets[k]) for k in ("train", "validation", "test"))
     assert not (tr & te) and not (tr & va) and not (va & te)
     assert s.labels.names == ("business", "entertainment", "politics", "sports", "tech")
+
+
+def test_length_grouped_batches_hold_similar_lengths_and_keep_the_plain_shuffle_for_equal_lengths():
+    import numpy as np
+    from datasets import Dataset
+
+    from adapters_kit.data import GROUP_SIZE, make_loader
+
+    def collate(rows):
+        return [r["i"] for r in rows]
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 120, size=2500).tolist()
+    ds = Dataset.from_dict({"i": list(range(2500)), "input_ids": [[1] * n for n in lengths]})
+    grouped = [i for b in make_loader(ds, collate, 16, shuffle=True, seed=3, group_by_length=True) for i in b]
+    plain = [i for b in make_loader(ds, collate, 16, shuffle=True, seed=3) for i in b]
+    assert sorted(grouped) == list(range(2500))  # every example once
+    for start in range(0, 2500, GROUP_SIZE):  # each group is the plain shuffle's group, ordered by length
+        group = grouped[start:start + GROUP_SIZE]
+        assert set(group) == set(plain[start:start + GROUP_SIZE])
+        assert [lengths[i] for i in group] == sorted((lengths[i] for i in group), reverse=True)
+    padded = sum(16 * max(lengths[i] for i in grouped[k:k + 16]) for k in range(0, 2500, 16))
+    padded_plain = sum(16 * max(lengths[i] for i in plain[k:k + 16]) for k in range(0, 2500, 16))
+    assert padded < 0.6 * padded_plain
+    same = Dataset.from_dict({"i": list(range(300)), "input_ids": [[1] * 8] * 300})
+    assert [i for b in make_loader(same, collate, 16, shuffle=True, seed=5, group_by_length=True) for i in b] == \
+        [i for b in make_loader(same, collate, 16, shuffle=True, seed=5) for i in b]

@@ -41,7 +41,7 @@ def test_second_run_reads_the_cache_and_changes_invalidate_it(tiny_cfg, tmp_path
     calls = count_backbone_calls
     first, n1, sizes = run(tiny_cfg(method="probe", output=str(tmp_path / "a")), calls)
     final_eval = batches(sizes, ("validation", "test"))  # the reported metrics always run the whole model
-    assert n1 == final_eval + batches(sizes, ("train", "validation", "test"))
+    assert n1 == final_eval + batches(sizes, ("train", "validation"))  # the test split is never cached
     second, n2, _ = run(tiny_cfg(method="probe", output=str(tmp_path / "b")), calls)
     assert n2 == final_eval  # no encoding at all
     for split in ("validation", "test"):
@@ -53,7 +53,7 @@ def test_second_run_reads_the_cache_and_changes_invalidate_it(tiny_cfg, tmp_path
     _, n4, _ = run(tiny_cfg(method="probe", output=str(tmp_path / "d"), pooling="cls"), calls)
     assert n4 > final_eval
     _, n5, sizes5 = run(tiny_cfg(method="probe", output=str(tmp_path / "e"), max_train_samples=40), calls)
-    # only the changed train split is encoded again; validation and test come from the cache
+    # only the changed train split is encoded again; validation comes from the cache
     assert n5 == batches(sizes5, ("validation", "test")) + batches(sizes5, ("train",))
 
 
@@ -82,7 +82,7 @@ def test_without_the_cache_the_backbone_runs_every_epoch_and_learns_the_same(tin
     # scored on the whole model by the loop, with the best weights)
     assert n_plain == 3 * (batches(sizes, ("train",), bs=8) + batches(sizes, ("validation",))) + \
         batches(sizes, ("test",))
-    assert n_cached == final_eval + batches(sizes, ("train", "validation", "test"))
+    assert n_cached == final_eval + batches(sizes, ("train", "validation"))
     # the frozen backbone stays in eval mode while the head trains, so both see the same features
     for split in ("validation", "test"):
         assert plain[split]["log_loss"] == pytest.approx(cached[split]["log_loss"], rel=1e-4)

@@ -121,3 +121,18 @@ def test_max_steps_stops_mid_epoch_with_the_schedule_laid_out_over_those_steps(t
     log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
     assert log and log[-1]["global_step"] == 4
     assert log[-1]["lr"] == pytest.approx(0.0)  # linear decay reaches zero at the last of the 4 steps
+
+
+def test_tokens_per_second_counts_the_real_tokens_of_every_epoch(tiny_cfg, tmp_path):
+    from transformers import AutoTokenizer
+
+    from adapters_kit.data import load_splits
+    from adapters_kit.modalities import get_modality
+
+    cfg = tiny_cfg(method="lora", epochs=2, output=str(tmp_path / "t"))
+    train = AdapterTrainer(cfg).train()["train"]
+    texts = list(load_splits(cfg, get_modality("text", cfg)).datasets["train"]["input"])
+    tok = AutoTokenizer.from_pretrained(cfg.model)
+    real = sum(len(ids) for ids in tok(texts, truncation=True, max_length=cfg.max_length)["input_ids"])
+    assert train["tokens_per_second"] * train["train_seconds"] == pytest.approx(2 * real)
+    assert train["samples_per_second"] * train["train_seconds"] == pytest.approx(2 * len(texts))
