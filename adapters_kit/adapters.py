@@ -21,7 +21,6 @@ from adapters_kit.errors import UserError
 from adapters_kit.registry import Registry
 
 _BLOCK = re.compile(r"\.(\d+)\.")  # a module inside a repeated block: encoder.layer.3.attention.self.query
-BLOCK = _BLOCK
 _ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
 BACKBONE_WEIGHTS = "backbone_trainable.safetensors"
 
@@ -63,7 +62,7 @@ def block_linear_names(backbone: nn.Module) -> list[str]:
     classification head is not part of the backbone at all.
     """
     return [name for name, module in backbone.named_modules()
-            if _adaptable(module) and _BLOCK.search(f".{name}.")]
+            if _adaptable(module) and block_index(name) is not None]
 
 
 def select_targets(backbone: nn.Module, spec: str) -> list[str]:
@@ -90,14 +89,22 @@ def select_targets(backbone: nn.Module, spec: str) -> list[str]:
     return chosen
 
 
-def top_blocks(names: list[str], k: int) -> list[str]:
-    """The names inside the top ``k`` repeated blocks (by block index). Adapting only the top blocks means the
-    frozen blocks below never run backward: autograd stops where nothing beneath requires a gradient."""
-    blocks = sorted({int(m.group(1)) for n in names if (m := _BLOCK.search(f".{n}."))})
+def block_index(name: str) -> int | None:
+    """The index of the repeated block a parameter or module belongs to (``encoder.layer.3.attention...`` -> 3),
+    or None outside the blocks (embeddings, stems, poolers)."""
+    m = _BLOCK.search(f".{name}.")
+    return int(m.group(1)) if m else None
+
+
+def top_blocks(names: list[str], k: int, flag: str) -> list[str]:
+    """The names inside the top ``k`` (>= 1) repeated blocks, by block index; ``flag`` names the setting in the
+    error when there are fewer blocks. Training only the top blocks means the frozen blocks below never run
+    backward: autograd stops where nothing beneath requires a gradient."""
+    blocks = sorted({b for n in names if (b := block_index(n)) is not None})
     if k > len(blocks):
-        raise UserError(f"--adapter-layers {k} exceeds the backbone's {len(blocks)} blocks")
+        raise UserError(f"{flag} {k} exceeds the backbone's {len(blocks)} blocks")
     top = set(blocks[-k:])
-    return [n for n in names if (m := _BLOCK.search(f".{n}.")) and int(m.group(1)) in top]
+    return [n for n in names if block_index(n) in top]
 
 
 @ADAPTERS.register("probe")
@@ -136,10 +143,9 @@ class _Peft:
         targets = select_targets(backbone, cfg.targets)
         layers = cfg.adapter_layers
         if layers is None and self.default_layers:  # the method's default share of the blocks, from the top
-            blocks = {int(m.group(1)) for n in targets if (m := _BLOCK.search(f".{n}."))}
-            layers = math.ceil(len(blocks) * self.default_layers)
+            layers = math.ceil(len({block_index(n) for n in targets}) * self.default_layers)
         if layers:  # 0: every block
-            targets = top_blocks(targets, layers)
+            targets = top_blocks(targets, layers, "--adapter-layers")
         if isinstance(self, Lora):
             too_big = [n for n in targets if cfg.lora_r > min(backbone.get_submodule(n).weight.shape[:2])]
             if too_big:
@@ -288,16 +294,11 @@ class UnfreezeTopK(_Unfrozen):
     default_lr = 5e-5
 
     def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
-        blocks = sorted({int(m.group(1)) for n, _ in backbone.named_parameters() if (m := _BLOCK.search(f".{n}."))})
-        if not blocks:
+        names = [n for n, _ in backbone.named_parameters()]
+        if all(block_index(n) is None for n in names):
             raise UserError(f"{type(backbone).__name__} has no repeated blocks to unfreeze; use another method")
-        if cfg.unfreeze_k > len(blocks):
-            raise UserError(f"--unfreeze-k {cfg.unfreeze_k} exceeds the backbone's {len(blocks)} blocks")
-        top = set(blocks[-cfg.unfreeze_k:])
-        for n, p in backbone.named_parameters():
-            m = _BLOCK.search(f".{n}.")
-            if m and int(m.group(1)) in top:
-                p.requires_grad_(True)
+        for n in top_blocks(names, cfg.unfreeze_k, "--unfreeze-k"):
+            backbone.get_parameter(n).requires_grad_(True)
 
 
 @ADAPTERS.register("full")

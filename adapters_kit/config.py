@@ -46,7 +46,7 @@ class TrainConfig:
     """Run folder to write; refused if it holds another run, unless ``overwrite``."""
     epochs: int | None = None
     """Passes over the training split; ``None`` takes the method's default (probe 30: its epochs run on cached
-    features and cost almost nothing; every other method 2)."""
+    features and cost almost nothing; lora and dora 1; every other method 2)."""
     group_by_length: bool = True
     """Text, methods that train the backbone: training batches of similar lengths (shuffled groups of 1,024
     examples, each ordered by length), so dynamic padding wastes little on data of mixed lengths; where every text
@@ -55,8 +55,8 @@ class TrainConfig:
     """Stop after this many optimizer steps (the schedule is laid out over them), even mid-epoch; ``None``: run
     every epoch."""
     lr: float | None = None
-    """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora/loha/lokr 1e-3, ia3 5e-3, probe 1e-2,
-    unfreeze-top-k 5e-5, full 3e-5)."""
+    """Peak learning rate of AdamW; ``None`` takes the method's default (lora/dora 2e-3, loha/lokr 1e-3, ia3 5e-3,
+    probe 1e-2, unfreeze-top-k 5e-5, full 3e-5)."""
     batch_size: int = 16
     """Training examples per optimizer step, per process (before gradient accumulation)."""
     eval_batch_size: int = 64
@@ -92,11 +92,11 @@ class TrainConfig:
     targets: str = "all-linear"
     """Layers a PEFT method adapts: ``attention``, ``mlp``, ``all-linear`` (the blocks' linears) or module names."""
     unfreeze_k: int = 2
+    """Blocks (from the top) that train with ``unfreeze-top-k``."""
     adapter_layers: int | None = None
     """PEFT adapters only in the top this-many blocks; 0: every block; ``None``: the method's default (LoRA and
     DoRA: the top half, rounded up; the other PEFT methods: every block). The frozen blocks below run forward only:
     no backward pass reaches them, so each step costs less."""
-    """Blocks (from the top) that train with ``unfreeze-top-k``."""
     layer_decay: float | None = None
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
     times the rate of the block above, embeddings slowest. Off by default; meant for ``full``."""

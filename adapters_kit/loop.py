@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from adapters_kit.adapters import BLOCK
+from adapters_kit.adapters import block_index
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
@@ -49,7 +49,7 @@ def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
     the first repeated block (embeddings, stem) are depth 0, block i is depth i + 1, and everything after the
     blocks (final norms, the head) is the top, L + 1. CNN stages count as blocks."""
     names = [n for n, _ in model.named_parameters()]
-    blocks = {n: int(m.group(1)) for n in names if n.startswith("backbone.") and (m := BLOCK.search(f".{n}."))}
+    blocks = {n: b for n in names if n.startswith("backbone.") and (b := block_index(n)) is not None}
     ids = sorted(set(blocks.values()))
     top = len(ids) + 1
     first = next((i for i, n in enumerate(names) if n in blocks), len(names))
@@ -181,8 +181,7 @@ class _Loop:
             acc.unwrap_model(self.model).load_state_dict(self.selector.state, strict=False)
             acc.print(f"restored the best weights (epoch {result.best_epoch}, step {result.best_step}) by "
                       f"validation {cfg.best_metric}")
-        if self.tokens is not None:
-            result.train_tokens = (result.train_tokens or 0) + int(acc.reduce(self.tokens, "sum"))
+        result.train_tokens = self._tokens_so_far()
         acc.wait_for_everyone()
         return result
 
@@ -243,6 +242,13 @@ class _Loop:
         if evaluated_at != self.pos.step:
             result.stopped_early = self._evaluate(epoch, self.pos.step)
 
+    def _tokens_so_far(self) -> int | None:
+        """Real tokens trained on over every process: before this launch (a resumed run's checkpoint) and in it.
+        A collective when this launch counted any: every process calls it."""
+        if self.tokens is None:
+            return self.result.train_tokens
+        return (self.result.train_tokens or 0) + int(self.acc.reduce(self.tokens, "sum"))
+
     def _evaluate(self, epoch: int, step: int) -> bool:
         return _evaluate_all(self.cfg, self.model, self.eval_loaders, self.acc, self.names, self.selector,
                              self.result, epoch, step)
@@ -259,8 +265,7 @@ class _Loop:
                           "train_samples": r.train_samples, "stopped_early": r.stopped_early,
                           "best_score": r.best_score, "best_metrics": r.best_metrics, "best_epoch": r.best_epoch,
                           "best_step": r.best_step, "bad_evaluations": sel.bad,
-                          "train_tokens": (r.train_tokens or 0) + (int(self.acc.reduce(self.tokens, "sum"))
-                                                                   if self.tokens is not None else 0),
+                          "train_tokens": self._tokens_so_far(),
                           "aux_batches": self.objective.stream.drawn if self.objective.stream else 0}
         path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
                                sel.state, self.ckpt.config)
@@ -277,7 +282,7 @@ class _Loop:
             x["train_samples"]
         r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
         r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
-        r.train_tokens = x.get("train_tokens") or None
+        r.train_tokens = x.get("train_tokens")
         self.selector.state = best
         if self.objective.stream is not None:  # DANN's target / the joint source batches continue where they were
             self.objective.stream.restore(x.get("aux_batches", 0))

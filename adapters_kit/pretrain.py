@@ -21,6 +21,7 @@ The decoder is dropped afterwards; only what the adapter learned carries over.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -39,21 +40,14 @@ IMAGE_GRID, IMAGE_TARGET, TIME_CELLS, SPECTRUM_STEPS, ENVELOPE_WINDOWS = 8, 16, 
 SIGNAL_KEYS = ("pixel_values", "input_features", "input_values")
 
 
-def mask_tokens(ids: torch.Tensor, eligible: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Boolean positions to corrupt: ``ratio`` of each row's eligible tokens, rounded, at least one (when it has
-    any), chosen uniformly at random."""
+def choose(eligible: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Boolean (batch, positions) to corrupt: ``ratio`` of each row's eligible positions (tokens, or image / audio
+    cells), rounded, at least one (when it has any), chosen uniformly at random."""
     counts = eligible.sum(1)
     k = (counts.float() * ratio).round().long().clamp(min=1).minimum(counts)
-    scores = torch.rand(ids.shape, device=ids.device).masked_fill(~eligible, 2.0)
+    scores = torch.rand(eligible.shape, device=eligible.device).masked_fill(~eligible, 2.0)
     ranks = scores.argsort(1).argsort(1)  # rank of each position's score within its row
     return (ranks < k[:, None]) & eligible
-
-
-def mask_cells(shape: tuple[int, ...], ratio: float, device) -> torch.Tensor:
-    """(batch, cells) booleans: round(ratio * cells) cells per example (at least one), chosen at random."""
-    batch, cells = shape
-    k = max(1, round(ratio * cells))
-    return torch.rand(batch, cells, device=device).argsort(1).argsort(1) < k
 
 
 def _cell_grid(x: torch.Tensor) -> tuple[int, ...]:
@@ -111,7 +105,7 @@ class Denoiser(nn.Module):
         eligible = batch.get("attention_mask", torch.ones_like(ids)).bool()
         if self.special:
             eligible &= ~torch.isin(ids, torch.tensor(self.special, device=ids.device))
-        chosen = mask_tokens(ids, eligible, self.ratio)
+        chosen = choose(eligible, self.ratio)
         fill = (torch.full_like(ids, self.mask_id) if self.mask_id is not None
                 else torch.randint_like(ids, self.vocab))
         out = self.encoder.backbone(**{**batch, "input_ids": torch.where(chosen, fill, ids)})
@@ -123,7 +117,7 @@ class Denoiser(nn.Module):
 
     def _patches(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch[self.key]
-        cells = mask_cells((len(x), int(torch.tensor(_cell_grid(x)).prod())), self.ratio, x.device)
+        cells = choose(torch.ones(len(x), math.prod(_cell_grid(x)), dtype=torch.bool, device=x.device), self.ratio)
         blank = _spread(cells, x, x.shape[2:] if x.dim() > 2 else x.shape[1:])
         corrupted = x * (1 - blank) if x.dim() > 2 else x * (1 - blank[:, 0])
         target = low_resolution(x)

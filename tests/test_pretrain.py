@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoTokenizer, BertModel
 
 from adapters_kit import AdapterTrainer, TrainConfig, UserError, load
 from adapters_kit.modeling import build_model
-from adapters_kit.pretrain import Denoiser, low_resolution, mask_tokens, pretrain
+from adapters_kit.pretrain import Denoiser, choose, low_resolution, pretrain
 from tests.conftest import write_csv
 from tests.modality_fixtures import build_family
 
@@ -26,15 +26,14 @@ def _tokens(tiny_model_dir):
     return tok, dict(tok(TEXTS, padding=True, return_tensors="pt"))
 
 
-def test_mask_tokens_picks_the_ratio_of_eligible_tokens_at_least_one():
+def test_choose_picks_the_ratio_of_eligible_positions_at_least_one():
     torch.manual_seed(0)
-    ids = torch.arange(40).view(2, 20)
     eligible = torch.ones(2, 20, dtype=torch.bool)
     eligible[1, 3:] = False  # a short row: 3 eligible tokens
-    chosen = mask_tokens(ids, eligible, 0.15)
+    chosen = choose(eligible, 0.15)
     assert chosen.sum(1).tolist() == [3, 1]  # round(0.15 * 20) = 3; round(0.45) = 0 -> at least one
     assert not (chosen & ~eligible).any()
-    assert mask_tokens(ids, torch.zeros(2, 20, dtype=torch.bool), 0.15).sum() == 0
+    assert choose(torch.zeros(2, 20, dtype=torch.bool), 0.15).sum() == 0
 
 
 def test_masked_token_loss_equals_an_independent_computation(tiny_model_dir):
