@@ -33,6 +33,9 @@ class Adapter(Protocol):
     """True when the backbone never changes, so its pooled features can be computed once and reused."""
     probe_first: bool
     """True for LP-FT: the head is first trained as a linear probe on the untouched backbone's features."""
+    default_attention_dropout: float | None
+    """Attention-probability dropout while training when ``TrainConfig.attention_dropout`` is not given; None: the
+    backbone's own value."""
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module: ...
 
@@ -114,6 +117,7 @@ class Probe:
     name = "probe"
     default_lr = 1e-2
     default_epochs = 30
+    default_attention_dropout = None  # the backbone never trains: it runs in eval mode
     frozen_backbone = True
     probe_first = False
 
@@ -133,6 +137,7 @@ class _Peft:
     default_epochs = 2
     default_layers: float | None = None
     """Share of the blocks (from the top) adapted when ``adapter_layers`` is not given; None: every block."""
+    default_attention_dropout: float | None = 0.0
     frozen_backbone = False
     probe_first = False
 
@@ -198,6 +203,7 @@ class LpFt:
     name = "lp-ft"
     default_lr = 1e-3
     default_epochs = 2
+    default_attention_dropout = 0.0  # as LoRA, whichever the stage
     frozen_backbone = False
     probe_first = True
 
@@ -260,6 +266,7 @@ class _Unfrozen:
     """Some backbone weights train directly; exactly those are saved (safetensors), next to the head."""
 
     default_epochs = 2
+    default_attention_dropout = None  # the backbone's own: these methods retrain its weights as pretraining did
     frozen_backbone = False
     probe_first = False
 

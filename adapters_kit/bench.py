@@ -111,7 +111,8 @@ def train_lora_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "samples_per_second_C_over_B": _ratio(c["samples_per_second"], b["samples_per_second"]),
             "wall_seconds_D_over_B": _ratio(d["wall_seconds"], b["wall_seconds"]),
             "accuracy_D_minus_B": d["accuracy"] - b["accuracy"],
-            "peak_rss_C_over_B": _ratio(c["peak_rss_mb"], b["peak_rss_mb"])}
+            "peak_rss_C_over_B": _ratio(c["peak_rss_mb"], b["peak_rss_mb"]),
+            "peak_rss_D_over_B": _ratio(d["peak_rss_mb"], b["peak_rss_mb"])}
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:

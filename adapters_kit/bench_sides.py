@@ -64,6 +64,23 @@ def _flops_per_token(model: torch.nn.Module, tokenizer, max_length: int) -> floa
     return counter.get_total_flops() / batch["input_ids"].shape[1]
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far. Each side reads it when its own job is done, before the bench's
+    bookkeeping (reloading splits to count tokens, counting FLOPs) adds allocations of its own."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _attention_dropout(model: str) -> float | None:
+    """The backbone's own attention-probability dropout: what the Trainer sides train with, so ``adapters-kit``
+    (C) trains with it too instead of adapters_kit's PEFT default of 0."""
+    from transformers import AutoConfig
+
+    from adapters_kit.modalities import ATTENTION_DROPOUT_FIELDS
+
+    config = AutoConfig.from_pretrained(resolve_model(model)[0])
+    return next((getattr(config, f) for f in ATTENTION_DROPOUT_FIELDS if hasattr(config, f)), None)
+
+
 def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import (
@@ -108,7 +125,8 @@ def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
             y_pred, y_true = np.argmax(pred.predictions, -1), pred.label_ids
             scores = {"accuracy": accuracy_score(y_true, y_pred),
                       "f1_macro": f1_score(y_true, y_pred, average="macro")}
-    return {"train_seconds": train_seconds, **scores,
+    peak = _peak_rss_mb()
+    return {"train_seconds": train_seconds, **scores, "peak_rss_mb": peak,
             "flops_per_token": _flops_per_token(model, tok, spec["max_length"]), **_sizes(spec, splits, tok)}
 
 
@@ -133,16 +151,19 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
             shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
                           lora_r=spec["lora_r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec["lora_dropout"],
                           targets=",".join(TRAINER_TARGETS), warmup_ratio=0.0, max_steps=spec.get("max_steps"),
-                          adapter_layers=0)  # every block, as the Trainer sides
+                          adapter_layers=0,  # every block, as the Trainer sides
+                          attention_dropout=_attention_dropout(spec["model"]))
         trainer = AdapterTrainer(TrainConfig(**shared))
         metrics = trainer.train()
+        peak = _peak_rss_mb()
         cfg, model, tok = trainer.cfg, trainer.model, trainer.run.processor
         splits = _splits({**spec, "epochs": cfg.epochs})
         sizes = _sizes({**spec, "epochs": cfg.epochs}, splits, tok)
         flops = _flops_per_token(model, tok, spec["max_length"])
     test = metrics.get("test", {})  # none in fixed-step (scale) runs
     return {"train_seconds": metrics["train"]["train_seconds"], "accuracy": test.get("accuracy"),
-            "f1_macro": test.get("f1_macro"), "flops_per_token": flops, "epochs": cfg.epochs, **sizes}
+            "f1_macro": test.get("f1_macro"), "flops_per_token": flops, "epochs": cfg.epochs, "peak_rss_mb": peak,
+            **sizes}
 
 
 def _fixed_step_data(spec: dict[str, Any], tmp: str) -> str:
@@ -251,7 +272,7 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
         result["tokens_per_second"] = result["tokens"] / secs
         result["seconds_per_epoch"] = secs / result.get("epochs", spec["epochs"])
         result["model_flops_per_second"] = result["flops_per_token"] * result["tokens"] / secs
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mb", _peak_rss_mb())
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
 
 

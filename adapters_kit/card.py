@@ -170,6 +170,8 @@ class CardData:
         if self.adapter_method in ("lora", "dora", "loha", "lokr", "lp-ft") and cfg["method"] != "lora":
             keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
                                                                             "lp-ft" else [])
+        if cfg.get("attention_dropout") is not None:  # set by the run (PEFT methods: 0), not the backbone's own
+            keys.append("attention_dropout")
         return [(k, cfg.get(k)) for k in keys if k in cfg]
 
     def load_snippet(self) -> str:

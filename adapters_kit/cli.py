@@ -35,6 +35,8 @@ TRAIN_FLAGS = {
     "lora_alpha": (int, None), "lora_dropout": (float, None),
     "targets": (str, "attention, mlp, all-linear or module names"), "unfreeze_k": (int, None),
     "adapter_layers": (int, "PEFT adapters only in the top N blocks; 0: all (default: lora/dora top half, others all)"),
+    "attention_dropout": (float, "dropout on attention probabilities (default: 0 for PEFT methods, else the "
+                                 "backbone's)"),
     "probe_epochs": (int, None), "lp_ft_stage": (str, "lp-ft: lora or full after the probe stage"),
     "layer_decay": (float, "layer-wise lr decay for full fine-tuning, e.g. 0.8"),
     "pooling": (str, "mean, cls or last"),

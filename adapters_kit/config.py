@@ -97,6 +97,11 @@ class TrainConfig:
     """PEFT adapters only in the top this-many blocks; 0: every block; ``None``: the method's default (LoRA and
     DoRA: the top half, rounded up; the other PEFT methods: every block). The frozen blocks below run forward only:
     no backward pass reaches them, so each step costs less."""
+    attention_dropout: float | None = None
+    """Dropout on the backbone's attention probabilities while training; ``None``: the method's default (0 for the
+    PEFT methods: with it on, PyTorch's CPU attention cannot use its fused kernel and keeps every attention matrix
+    for the backward pass; the LoRA dropout, hidden dropout and head dropout still regularise), the backbone's own
+    value for ``full`` / ``unfreeze-top-k`` / ``probe``."""
     layer_decay: float | None = None
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
     times the rate of the block above, embeddings slowest. Off by default; meant for ``full``."""
@@ -209,6 +214,8 @@ class TrainConfig:
         need(self.method != "joint" or bool(self.source_data), "joint needs --source-data (the labelled source task)")
         need(self.adapter_layers is None or (isinstance(self.adapter_layers, int) and self.adapter_layers >= 0),
              f"adapter_layers must be an integer >= 0 (0: every block), got {self.adapter_layers!r}")
+        need(self.attention_dropout is None or 0 <= self.attention_dropout < 1,
+             f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         need(self.mask_ratio is None or 0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         need(self.method not in WRAPPING_METHODS or self.adapter not in ("probe", "lp-ft", *WRAPPING_METHODS),
              f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "

@@ -78,6 +78,10 @@ def _from_pretrained(cls, path: str, **kwargs) -> Any:
         raise UserError(f"cannot load backbone {path!r}: {first[:300]}") from None
 
 
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+"""What families call the dropout on attention probabilities (BERT / ViT, Llama / Whisper / wav2vec2, GPT-2)."""
+
+
 class _Base:
     reads_files = False
 
@@ -85,7 +89,18 @@ class _Base:
         self.cfg = cfg or TrainConfig()
 
     def load_backbone(self, model_path: str, processor: Any) -> nn.Module:
-        return _from_pretrained(AutoModel, model_path)
+        return _from_pretrained(AutoModel, model_path, **self.config_overrides(model_path))
+
+    def config_overrides(self, model_path: str) -> dict[str, Any]:
+        """Backbone config fields this run sets before the model is built: the attention-probability dropout when
+        ``cfg.attention_dropout`` is given (it matters in training only; inference never drops)."""
+        if self.cfg.attention_dropout is None:
+            return {}
+        try:
+            config = AutoConfig.from_pretrained(model_path)
+        except (OSError, ValueError):
+            return {}  # loading the backbone itself reports it precisely
+        return {f: self.cfg.attention_dropout for f in ATTENTION_DROPOUT_FIELDS if hasattr(config, f)}
 
     def fit(self, processor: Any, train_inputs: list) -> tuple[Any, TrainConfig]:
         """Settle settings that depend on the training data; returns the processor and the settled config."""
@@ -244,7 +259,7 @@ class AudioModality(_Files):
         """The encoder of an encoder-decoder (Whisper); Whisper's position table is cut to the clip length so
         its encoder takes clips shorter than 30 s (the first positions, as the model saw them for audio that
         starts at the beginning of the window)."""
-        model = _from_pretrained(AutoModel, model_path)
+        model = _from_pretrained(AutoModel, model_path, **self.config_overrides(model_path))
         if getattr(model.config, "is_encoder_decoder", False):
             model = model.get_encoder()
         frames = getattr(processor, "nb_max_frames", None)

@@ -58,8 +58,11 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
             config = None  # the backbone's own loading reports it precisely
         pooling = get_modality(modality).default_pooling(config)
     POOLERS.get(pooling)
+    attention_dropout = cfg.attention_dropout
+    if attention_dropout is None:
+        attention_dropout = adapter.default_attention_dropout
     return cfg.replace(lr=cfg.lr or adapter.default_lr, epochs=cfg.epochs or adapter.default_epochs,
-                       pooling=pooling)
+                       pooling=pooling, attention_dropout=attention_dropout)
 
 
 def _cpu_has_bf16() -> bool:

@@ -114,6 +114,7 @@ def test_train_writes_the_card(lora_run):
     assert f"{info['trainable_parameters']:,} of {info['total_parameters']:,} parameters were trained " \
            f"({share:.2f}%)" in text
     assert "| lora_r | 8 |" in text and "| lr | 0.005 |" in text
+    assert "| attention_dropout | 0.0 |" in text  # LoRA's default, which the backbone's config does not say
 
 
 def test_builtin_model_names_its_hub_base(lora_run):

@@ -34,6 +34,7 @@ def test_yaml_file_then_flags(tmp_path):
     (["best_metric=auc"], "best_metric must be one of"),
     (["nonsense=1"], "unknown config key.*nonsense"),
     (["epochs"], "must look like key=value"),
+    (["attention_dropout=1.5"], r"attention_dropout must be in \[0, 1\), got 1.5"),
 ])
 def test_invalid_values_name_the_problem(override, message):
     with pytest.raises(UserError, match=message):

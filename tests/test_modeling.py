@@ -82,3 +82,41 @@ def test_head_init_depends_on_seed_only(backbone):
         assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k])
     other = build_model(cfg.replace(seed=6), backbone, num_labels=3).head.state_dict()
     assert not torch.equal(a["1.weight"], other["1.weight"])
+
+
+def test_attention_dropout_defaults_by_method_and_reaches_the_backbone(tiny_model_dir):
+    """PEFT methods train without attention-probability dropout unless told otherwise; methods that retrain the
+    backbone's weights keep its own value. Checked on the built model: with every other dropout at 0, a train-mode
+    forward equals the eval-mode one exactly when attention dropout is off."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from adapters_kit.modalities import get_modality
+    from adapters_kit.trainer import resolve_config
+
+    src = BertModel.from_pretrained(tiny_model_dir)
+    BertModel(BertConfig(**{**src.config.to_dict(), "hidden_dropout_prob": 0.0,
+                            "attention_probs_dropout_prob": 0.5})).save_pretrained(f"{tiny_model_dir}-attn")
+    path = f"{tiny_model_dir}-attn"
+    tok = BertTokenizerFast.from_pretrained(tiny_model_dir)
+    batch = tok(["team win match goal", "bank profit shares rise"], padding=True, return_tensors="pt")
+
+    def resolved(**kw):
+        return resolve_config(TrainConfig(model=path, pooling="mean", lora_dropout=0.0, head_dropout=0.0, **kw))
+
+    expected = {"lora": 0.0, "dora": 0.0, "ia3": 0.0, "lp-ft": 0.0, "full": None, "unfreeze-top-k": None,
+                "probe": None}
+    assert {m: resolved(method=m).attention_dropout for m in expected} == expected
+    assert resolved(method="lora", attention_dropout=0.25).attention_dropout == 0.25
+    assert resolved(method="dann", target_data="x.csv").attention_dropout == 0.0  # its adapter's (LoRA) default
+
+    def train_equals_eval(cfg):
+        backbone = get_modality("text", cfg).load_backbone(path, tok)
+        model = build_model(cfg, backbone, num_labels=2)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            trained = model.train()(**batch)
+            return torch.equal(trained, model.eval()(**batch)), backbone.config.attention_probs_dropout_prob
+
+    assert train_equals_eval(resolved(method="lora")) == (True, 0.0)
+    assert train_equals_eval(resolved(method="lora", attention_dropout=0.5)) == (False, 0.5)
+    assert train_equals_eval(resolved(method="full")) == (False, 0.5)  # the backbone's own
