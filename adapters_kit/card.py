@@ -172,7 +172,11 @@ class CardData:
                                                                             "lp-ft" else [])
         if cfg.get("attention_dropout") is not None:  # set by the run (PEFT methods: 0), not the backbone's own
             keys.append("attention_dropout")
-        return [(k, cfg.get(k)) for k in keys if k in cfg]
+        rows = [(k, cfg.get(k)) for k in keys if k in cfg]
+        if self.info.get("trained_blocks"):  # which blocks the method adapted, whatever --adapter-layers said
+            rows.append(("trained_blocks", f"{', '.join(map(str, self.info['trained_blocks']))} "
+                                           f"(of blocks 0-{self.info['blocks'] - 1})"))
+        return rows
 
     def load_snippet(self) -> str:
         example = EXAMPLE_INPUTS.get(self.modality, '["..."]')

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from adapters_kit.adapters import build_adapter
+from adapters_kit.adapters import block_index, build_adapter
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
 from adapters_kit.heads import POOLERS, build_head
@@ -78,6 +78,14 @@ class AdapterClassifier(nn.Module):
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
         return self
+
+    def trained_blocks(self) -> tuple[list[int], int]:
+        """(indices of the backbone's repeated blocks holding trainable parameters, number of blocks): which blocks
+        a method adapted, e.g. ([3, 4, 5], 6) for LoRA's default top half of a 6-block encoder."""
+        blocks = {n: block_index(n) for n, _ in self.backbone.named_parameters()}
+        trained = sorted({blocks[n] for n, p in self.backbone.named_parameters()
+                          if p.requires_grad and blocks[n] is not None})
+        return trained, len({b for b in blocks.values() if b is not None})
 
     def trainable_parameters(self) -> tuple[int, int]:
         """(trainable, total) parameter counts."""

@@ -211,6 +211,9 @@ class AdapterTrainer:
                     "labels": list(names), "input_column": splits.input_column,
                     "label_column": splits.label_column, "data_report": splits.report,
                     "trainable_parameters": trainable, "total_parameters": total, "history": result.history}
+            trained, blocks = acc.unwrap_model(model).trained_blocks()
+            if trained:
+                info.update(trained_blocks=trained, blocks=blocks)
             try:
                 save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
                          labels=splits.labels, metrics=metrics, info=info, log=result.log, state=state)
@@ -306,10 +309,11 @@ class AdapterTrainer:
             prepared = prepare(splits.datasets, modality, processor)
         collate = modality.collator(processor)
         adapter = build_adapter(cfg.adapter_method)
-        # A probe's head trains on features in plain shuffled order (cached or not: the same result either way).
-        grouped = cfg.group_by_length and not adapter.frozen_backbone
+        # A probe's head trains on features in plain shuffled order (cached or not: the same result either way);
+        # evaluation runs the whole model, so every method evaluates longest first.
+        grouped = {s: cfg.group_by_length and (s != "train" or not adapter.frozen_backbone) for s in prepared}
         loaders = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
-                                  shuffle=s == "train", seed=cfg.seed, group_by_length=grouped)
+                                  shuffle=s == "train", seed=cfg.seed, group_by_length=grouped[s])
                    for s, ds in prepared.items()}
         if adapter.frozen_backbone and not cfg.cache_features:
             return loaders, loaders
@@ -405,7 +409,8 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
         log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
     ds = splits.datasets[split]
     prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
-    loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False)
+    loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False,
+                         group_by_length=cfg.group_by_length)
     metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names, top_k=cfg.top_k,
                        errors=errors)
     mistakes = metrics.pop("mistakes", None)

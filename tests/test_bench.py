@@ -80,3 +80,19 @@ def test_ratio_of_missing_figure_is_none():
     ratios = train_lora_ratios(sides)
     assert ratios["samples_per_second_C_over_A"] is None and ratios["samples_per_second_C_over_B"] == 1.0
     assert not any(isinstance(v, float) and math.isnan(v) for v in ratios.values() if v is not None)
+
+
+def test_attention_bench_prints_a_row_per_length_with_ratios_of_its_own_figures():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_attention.py"
+    out = subprocess.run([sys.executable, str(script), "--lengths", "8,16", "--repeats", "1"], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("length |") and len(out) == 3
+    for line, length in zip(out[1:], (8, 16)):
+        m = re.fullmatch(r"(\d+) \| ([\d.e-]+), (-?[\d,]+) \| ([\d.e-]+), (-?[\d,]+) \| ([\d.]+)x \| (-?[\d.]+)x", line)
+        assert m and int(m[1]) == length, line
+        assert float(m[6]) == pytest.approx(float(m[2]) / float(m[4]), rel=0.01, abs=0.006)  # 4 digits printed

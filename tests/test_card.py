@@ -115,6 +115,8 @@ def test_train_writes_the_card(lora_run):
            f"({share:.2f}%)" in text
     assert "| lora_r | 8 |" in text and "| lr | 0.005 |" in text
     assert "| attention_dropout | 0.0 |" in text  # LoRA's default, which the backbone's config does not say
+    assert (info["trained_blocks"], info["blocks"]) == ([1], 2)  # the top half of the tiny BERT's 2 blocks
+    assert "| trained_blocks | 1 (of blocks 0-1) |" in text
 
 
 def test_builtin_model_names_its_hub_base(lora_run):

@@ -157,3 +157,41 @@ def test_length_grouped_batches_hold_similar_lengths_and_keep_the_plain_shuffle_
     same = Dataset.from_dict({"i": list(range(300)), "input_ids": [[1] * 8] * 300})
     assert [i for b in make_loader(same, collate, 16, shuffle=True, seed=5, group_by_length=True) for i in b] == \
         [i for b in make_loader(same, collate, 16, shuffle=True, seed=5) for i in b]
+
+
+def test_evaluation_runs_longest_first_and_scores_as_the_split_order(tiny_model_dir, text_files):
+    """Evaluation loaders (with ``group_by_length``) yield every example once, longest first; the metrics are those
+    of the split's own order (to float tolerance: only the padding of each example's batch differs)."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer, BertModel
+
+    from adapters_kit import TrainConfig
+    from adapters_kit.data import load_splits, make_loader, prepare
+    from adapters_kit.evaluation import SPEED_KEYS, evaluate
+    from adapters_kit.modalities import get_modality
+    from adapters_kit.modeling import build_model
+
+    cfg = TrainConfig(data=f"train={text_files['train']},test={text_files['test']}", model=tiny_model_dir,
+                      method="probe", pooling="mean")
+    modality = get_modality("text", cfg)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    splits = load_splits(cfg, modality)
+    names = splits.labels.names
+    test = prepare(splits.datasets["test"], modality, tok)
+    collate = modality.collator(tok)
+    lengths = [len(ids) for ids in test["input_ids"]]
+    assert len(set(lengths)) > 3  # the texts differ in length, so the order matters
+    ordered = make_loader(test, collate, 7, shuffle=False, group_by_length=True)
+    seen = [len(ids) for b in ordered for ids in b["input_ids"]]
+    batches = [b["attention_mask"].sum(1).tolist() for b in ordered]
+    assert sorted(sum(batches, [])) == sorted(lengths) and len(seen) == len(test)
+    assert sum(batches, []) == sorted(lengths, reverse=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=len(names))
+    acc = Accelerator(cpu=True)
+    plain = evaluate(model, make_loader(test, collate, 7, shuffle=False), acc, names)
+    grouped = evaluate(model, ordered, acc, names)
+    for key in ("accuracy", "f1_macro", "log_loss", "ece", "roc_auc"):
+        assert grouped[key] == pytest.approx(plain[key], abs=1e-6), key
+    assert set(SPEED_KEYS) <= set(grouped)
