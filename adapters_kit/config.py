@@ -50,7 +50,7 @@ class TrainConfig:
     group_by_length: bool = True
     """Text, methods that train the backbone: training batches of similar lengths (shuffled groups of 1,024
     examples, each ordered by length), so dynamic padding wastes little on data of mixed lengths; where every text
-    fills ``max_length`` the order is the plain shuffle's."""
+    fills ``max_length`` the order is the plain shuffle's. Evaluation batches (every method) run longest first."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (the schedule is laid out over them), even mid-epoch; ``None``: run
     every epoch."""

@@ -259,7 +259,7 @@ class AudioModality(_Files):
         """The encoder of an encoder-decoder (Whisper); Whisper's position table is cut to the clip length so
         its encoder takes clips shorter than 30 s (the first positions, as the model saw them for audio that
         starts at the beginning of the window)."""
-        model = _from_pretrained(AutoModel, model_path, **self.config_overrides(model_path))
+        model = super().load_backbone(model_path, processor)
         if getattr(model.config, "is_encoder_decoder", False):
             model = model.get_encoder()
         frames = getattr(processor, "nb_max_frames", None)
