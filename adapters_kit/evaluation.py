@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from adapters_kit.memory import release_freed_memory
 from adapters_kit.metrics import StreamingMetrics, counts_metrics
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], 
 
     With ``errors`` > 0 the batches must carry an ``index`` column; the result then holds ``mistakes``: the
     ``errors`` most confident wrong predictions (dataset index, true id, predicted id, score).
-    No side effects beyond switching the model to eval mode.
+    No side effects beyond switching the model to eval mode (and handing the batches' freed memory back to the OS,
+    :mod:`adapters_kit.memory`: evaluation's shapes are not training's).
     """
     model.eval()
     acc = StreamingMetrics(names, top_k=top_k)
@@ -95,6 +97,7 @@ def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], 
         acc.update(logits_np, labels_np)
         if errors and index is not None:
             mistakes.add(torch.from_numpy(logits_np).softmax(-1).numpy(), labels_np, gathered[2].cpu().numpy())
+    release_freed_memory()
     out = acc.compute()
     if out["n"]:
         out["reliability"] = acc.reliability()

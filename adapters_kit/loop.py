@@ -21,6 +21,7 @@ from adapters_kit.adapters import block_index
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
+from adapters_kit.memory import TRIM_FIRST_STEPS, release_freed_memory
 from adapters_kit.objectives import CrossEntropy, Objective
 from adapters_kit.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
 
@@ -158,6 +159,7 @@ class _Loop:
         self.pos = Position()
         self.updates = updates
         self.tokens: torch.Tensor | None = None  # real tokens this process trained on, summed on the device
+        self.trims_left = TRIM_FIRST_STEPS  # see adapters_kit.memory
 
     def run(self) -> TrainResult:
         cfg, acc, result = self.cfg, self.acc, self.result
@@ -222,6 +224,7 @@ class _Loop:
                          "train/samples_per_second": rate}, step=step)
             if not acc.sync_gradients:
                 continue
+            self._trim_early()
             if last:
                 break
             if cfg.eval_steps and step % cfg.eval_steps == 0:
@@ -241,6 +244,13 @@ class _Loop:
         bar.close()
         if evaluated_at != self.pos.step:
             result.stopped_early = self._evaluate(epoch, self.pos.step)
+
+    def _trim_early(self) -> None:
+        """After each of this launch's first ``TRIM_FIRST_STEPS`` optimizer steps, hand the heap's free pages back
+        (:mod:`adapters_kit.memory`)."""
+        if self.trims_left:
+            self.trims_left -= 1
+            release_freed_memory()
 
     def _tokens_so_far(self) -> int | None:
         """Real tokens trained on over every process: before this launch (a resumed run's checkpoint) and in it.
