@@ -42,7 +42,8 @@ TRAINER_TARGETS = ["query", "value"]
 
 
 def _splits(spec: dict[str, Any]):
-    cfg = TrainConfig(data=spec["data"], max_train_samples=spec.get("max_train_samples"), seed=spec["seed"])
+    cfg = TrainConfig(data=spec["data"], max_train_samples=spec.get("max_train_samples"),
+                      max_eval_samples=spec.get("max_eval_samples"), seed=spec["seed"])
     return load_splits(cfg, get_modality("text", cfg))
 
 
@@ -118,13 +119,14 @@ def _trainer_side(spec: dict[str, Any], best: bool) -> dict[str, Any]:
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
-        scores: dict[str, Any] = {"accuracy": None, "f1_macro": None}  # fixed-step (scale) runs score nothing
+        scores: dict[str, Any] = {"accuracy": None, "f1_macro": None,  # fixed-step (scale) runs score nothing
+                                  "test_examples": None}
         if not spec.get("max_steps"):
             # Predictions travel with their own labels: with length grouping the order may differ from the split's.
             pred = trainer.predict(data["test"])
             y_pred, y_true = np.argmax(pred.predictions, -1), pred.label_ids
             scores = {"accuracy": accuracy_score(y_true, y_pred),
-                      "f1_macro": f1_score(y_true, y_pred, average="macro")}
+                      "f1_macro": f1_score(y_true, y_pred, average="macro"), "test_examples": len(y_true)}
     peak = _peak_rss_mb()
     return {"train_seconds": train_seconds, **scores, "peak_rss_mb": peak,
             "flops_per_token": _flops_per_token(model, tok, spec["max_length"]), **_sizes(spec, splits, tok)}
@@ -146,7 +148,8 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data = _fixed_step_data(spec, tmp) if spec.get("max_steps") else spec["data"]
         shared = dict(model=spec["model"], data=data, output=f"{tmp}/run", seed=spec["seed"],
-                      max_length=spec["max_length"], max_train_samples=spec.get("max_train_samples"), method="lora")
+                      max_length=spec["max_length"], max_train_samples=spec.get("max_train_samples"),
+                      max_eval_samples=spec.get("max_eval_samples"), method="lora")
         if not defaults:
             shared.update(lr=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
                           lora_r=spec["lora_r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec["lora_dropout"],
@@ -162,7 +165,8 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
         flops = _flops_per_token(model, tok, spec["max_length"])
     test = metrics.get("test", {})  # none in fixed-step (scale) runs
     return {"train_seconds": metrics["train"]["train_seconds"], "accuracy": test.get("accuracy"),
-            "f1_macro": test.get("f1_macro"), "flops_per_token": flops, "epochs": cfg.epochs, "peak_rss_mb": peak,
+            "f1_macro": test.get("f1_macro"), "test_examples": test.get("n"), "flops_per_token": flops,
+            "epochs": cfg.epochs, "peak_rss_mb": peak,
             **sizes}
 
 
@@ -190,7 +194,8 @@ def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:
         os.environ["ADAPTERS_KIT_CACHE"] = f"{tmp}/cache"  # a cold cache: the first encoding is paid for
         cfg = TrainConfig(model=spec["model"], data=spec["data"], output=f"{tmp}/run", method="probe",
                           epochs=spec["epochs"], seed=spec["seed"], max_length=spec["max_length"],
-                          max_train_samples=spec.get("max_train_samples"), cache_features=cached)
+                          max_train_samples=spec.get("max_train_samples"),
+                          max_eval_samples=spec.get("max_eval_samples"), cache_features=cached)
         start = time.perf_counter()
         metrics = AdapterTrainer(cfg).train()
         seconds = time.perf_counter() - start

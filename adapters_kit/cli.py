@@ -30,7 +30,8 @@ TRAIN_FLAGS = {
     "batch_size": (int, None), "eval_batch_size": (int, None),
     "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
     "text_column": (str, None), "label_column": (str, None), "val_fraction": (float, None),
-    "max_train_samples": (int, None), "weight_decay": (float, None), "warmup_ratio": (float, None),
+    "max_train_samples": (int, None), "max_eval_samples": (int, "at most N examples of each held-out split"),
+    "weight_decay": (float, None), "warmup_ratio": (float, None),
     "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
     "lora_alpha": (int, None), "lora_dropout": (float, None),
     "targets": (str, "attention, mlp, all-linear or module names"), "unfreeze_k": (int, None),
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-length", help="comma-separated token limits (default 128,256)")
     b.add_argument("--epochs", type=int)
     b.add_argument("--max-train-samples", type=int)
+    b.add_argument("--max-eval-samples", type=int, help="at most N examples of each held-out split, every side")
     b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
     cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
     cd.add_argument("run_dir")
@@ -248,6 +250,7 @@ def cmd_bench(args) -> int:
             raise UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
 
     given = dict(model=args.model, epochs=args.epochs, max_train_samples=args.max_train_samples,
+                 max_eval_samples=args.max_eval_samples,
                  scenarios=args.scenarios and listed(args.scenarios), data=args.data and tuple(args.data),
                  max_length=args.max_length and listed(args.max_length, int))
     kw = {k: v for k, v in given.items() if v}

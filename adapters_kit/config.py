@@ -75,6 +75,9 @@ class TrainConfig:
     """Share of train carved (stratified) into a validation split when the data has none."""
     max_train_samples: int | None = None
     """Keep only this many training examples (stratified), for quick runs."""
+    max_eval_samples: int | None = None
+    """Keep at most this many examples (stratified) of each held-out split (validation, test, ...), for quick runs
+    on data with large evaluation splits."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     warmup_ratio: float = 0.06
@@ -200,6 +203,8 @@ class TrainConfig:
         need(self.weight_decay >= 0 and self.max_grad_norm >= 0, "weight_decay and max_grad_norm must be >= 0")
         need(self.max_train_samples is None or self.max_train_samples >= 2,
              f"max_train_samples must be >= 2, got {self.max_train_samples}")
+        need(self.max_eval_samples is None or self.max_eval_samples >= 2,
+             f"max_eval_samples must be >= 2, got {self.max_eval_samples}")
         need(self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
         need(self.best_metric in METRICS_FOR_BEST,

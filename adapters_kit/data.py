@@ -340,6 +340,11 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None)
         train = frames["train"]
         _, keep = _stratified(np.arange(len(train)), train["label"].to_numpy(), cfg.max_train_samples, cfg.seed)
         frames["train"] = train.iloc[np.sort(keep)]
+    for split in [s for s in frames if s != "train"]:
+        frame = frames[split]
+        if cfg.max_eval_samples is not None and cfg.max_eval_samples < len(frame):  # the same subset for any seed
+            _, keep = _stratified(np.arange(len(frame)), frame["label"].to_numpy(), cfg.max_eval_samples, SPLIT_SEED)
+            frames[split] = frame.iloc[np.sort(keep)]
     if frames["train"]["label"].nunique() < 2:
         raise UserError("the training split has fewer than two classes after cleaning; check the label column")
     order = [s for s in ("train", "validation", "test") if s in frames] + sorted(set(frames) - {"train",

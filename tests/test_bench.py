@@ -16,7 +16,7 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     out = tmp_path / "bench.json"
     data = f"train={text_files['train']},test={text_files['test']}"
     code = main(["bench", "--quick", "--model", tiny_model_dir, "--data", data, "--max-length", "16",
-                 "--output", str(out)])
+                 "--max-eval-samples", "12", "--output", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["matmul_peak_gflops"] > 0
@@ -33,6 +33,7 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     # same data and settings on every side that shares them
     sizes = {fig["train_examples"] for fig in lora["sides"].values()}
     assert len(sizes) == 1
+    assert {fig["test_examples"] for fig in lora["sides"].values()} == {12}  # --max-eval-samples, every side
     assert lora["ratios"] == pytest.approx(train_lora_ratios(lora["sides"]))
     assert lora["ratios"]["samples_per_second_C_over_A"] == pytest.approx(
         lora["sides"]["adapters-kit"]["samples_per_second"] / lora["sides"]["trainer-tutorial"]["samples_per_second"])

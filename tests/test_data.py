@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from adapters_kit import TrainConfig, UserError
@@ -117,6 +118,21 @@ def test_max_train_samples_keeps_test_untouched(text_files):
     full, small = splits_for(spec), splits_for(spec, max_train_samples=12)
     assert len(small.datasets["train"]) == 12
     assert small.datasets["test"]["input"] == full.datasets["test"]["input"]
+
+
+def test_max_eval_samples_keeps_a_stratified_seed_independent_subset_of_each_held_out_split(text_files):
+    spec = f"train={text_files['train']},test={text_files['test']}"
+    full, small = splits_for(spec), splits_for(spec, max_eval_samples=6)
+    assert small.datasets["train"]["input"] == full.datasets["train"]["input"]  # training data untouched
+    for split in ("validation", "test"):
+        whole, part = full.datasets[split], small.datasets[split]
+        assert len(part) == 6 < len(whole)
+        assert set(part["input"]) <= set(whole["input"])
+        share = np.bincount(whole["label"], minlength=3) / len(whole)  # stratified: each class near its share
+        assert np.abs(np.bincount(part["label"], minlength=3) - 6 * share).max() <= 1
+    other_seed = splits_for(spec, max_eval_samples=6, seed=7)
+    assert other_seed.datasets["test"]["input"] == small.datasets["test"]["input"]
+    assert len(splits_for(spec, max_eval_samples=10_000).datasets["test"]) == len(full.datasets["test"])
 
 
 @pytest.mark.integration
