@@ -35,6 +35,7 @@ def test_yaml_file_then_flags(tmp_path):
     (["nonsense=1"], "unknown config key.*nonsense"),
     (["epochs"], "must look like key=value"),
     (["attention_dropout=1.5"], r"attention_dropout must be in \[0, 1\), got 1.5"),
+    (["max_eval_samples=1"], "max_eval_samples must be >= 2, got 1"),
 ])
 def test_invalid_values_name_the_problem(override, message):
     with pytest.raises(UserError, match=message):
