@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,15 +160,24 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
 
 def _scale_run(cfg: BenchConfig, shared: dict[str, Any], log) -> dict[str, Any]:
     """Fixed-step runs over growing data and growing sequence length (see the module docstring)."""
+    from adapters_kit.bench_sides import fixed_step_data
+
     data, (small, large), short = cfg.scale_data or cfg.data[-1], cfg.scale_sizes, cfg.scale_lengths[0]
     points = [(side, n, short) for n in (small, large) for side in ("adapters-kit", "trainer-best")]
     points += [("adapters-kit", small, length) for length in cfg.scale_lengths[1:]]
-    sides = {}
-    for side, n, length in points:
-        name = f"{side} n={n} L={length}"
-        log(f"scale {data}: {name} ({cfg.scale_steps} steps) ...")
-        sides[name] = run_child({**shared, "side": side, "data": data, "max_length": length, "max_train_samples": n,
-                                 "max_steps": cfg.scale_steps})
+    sides, csv_data = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, n, length in points:
+            name = f"{side} n={n} L={length}"
+            log(f"scale {data}: {name} ({cfg.scale_steps} steps) ...")
+            spec = {**shared, "side": side, "data": data, "max_length": length, "max_train_samples": n,
+                    "max_steps": cfg.scale_steps}
+            if side == "adapters-kit":  # its training split as CSV files, written here (see fixed_step_data)
+                if n not in csv_data:
+                    Path(f"{tmp}/{n}").mkdir()
+                    csv_data[n] = fixed_step_data(spec, f"{tmp}/{n}")
+                spec["data"] = csv_data[n]
+            sides[name] = run_child(spec)
     c, b = "adapters-kit n={} L={}", "trainer-best n={} L={}"
     per_sample = {length: 1 / sides[c.format(small, length)]["samples_per_second"] for length in cfg.scale_lengths}
     ratios = {"samples_per_second_large_over_small": _ratio(sides[c.format(large, short)]["samples_per_second"],

@@ -146,8 +146,7 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
     from adapters_kit.trainer import AdapterTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = _fixed_step_data(spec, tmp) if spec.get("max_steps") else spec["data"]
-        shared = dict(model=spec["model"], data=data, output=f"{tmp}/run", seed=spec["seed"],
+        shared = dict(model=spec["model"], data=spec["data"], output=f"{tmp}/run", seed=spec["seed"],
                       max_length=spec["max_length"], max_train_samples=spec.get("max_train_samples"),
                       max_eval_samples=spec.get("max_eval_samples"), method="lora")
         if not defaults:
@@ -170,9 +169,10 @@ def _adapters_kit_side(spec: dict[str, Any], defaults: bool) -> dict[str, Any]:
             **sizes}
 
 
-def _fixed_step_data(spec: dict[str, Any], tmp: str) -> str:
-    """A fixed-step (scale) run trains on the same training split but scores nothing worth waiting for: the split as
-    a CSV beside a 64-example validation CSV, and no test split (the Trainer side skips its test pass too)."""
+def fixed_step_data(spec: dict[str, Any], tmp: str) -> str:
+    """A fixed-step (scale) run of adapters_kit trains on the same training split but scores nothing worth waiting
+    for: the split as a CSV beside a 64-example validation CSV, and no test split (the Trainer side skips its test
+    pass too). The bench writes them before the side starts, so the side's peak RSS holds only its own job."""
     import pandas as pd
 
     splits = _splits(spec)
