@@ -4,11 +4,12 @@ glibc's allocator keeps memory a process has freed for its next allocations. A t
 the same activations every step, so that is what it should do; but the first steps, and each evaluation (other
 batch sizes, no backward), leave the heap cut into free pieces the following steps do not fit into: the steps
 grow the heap beside them while the pieces stay resident. ``malloc_trim(0)`` gives every wholly free page back
-(the address space stays, so nothing moves); the next steps fault in only what they use. Measured on the BBC
-LoRA run of ``scripts/bench.py``: ~100 MB lower peak RSS, no slower (README, "Benchmarks").
+(the address space stays, so nothing moves); the next steps fault in only what they use. Measured with
+``scripts/bench.py`` at the Trainer's settings on BBC: adapters_kit's peak RSS 1,697 MB before, 1,661 and 1,628 MB
+after (README, "Benchmarks").
 
-Trimming after *every* step would give back the activations each step reuses, and fault them in again: about
-1.7x slower here. So the loop trims only where the memory's shape changes (see ``TRIM_FIRST_STEPS``).
+Each trim costs the next step the page faults of its activations once. Trimming after *every* step would pay them
+every step, so the loop trims only where the memory's shape changes (see ``TRIM_FIRST_STEPS``).
 """
 
 from __future__ import annotations
