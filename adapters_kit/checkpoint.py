@@ -176,6 +176,14 @@ class LoadedRun:
     info: dict[str, Any]
     modality: Any
 
+    def data_config(self, data: str, text_column: str | None = None,
+                    label_column: str | None = None) -> TrainConfig:
+        """The config that reads ``data`` as this run was trained (its columns, unless given), whole: without the
+        training or evaluation subsets the run may have been trained with."""
+        return self.cfg.replace(data=data, max_train_samples=None, max_eval_samples=None,
+                                text_column=text_column or self.info.get("input_column"),
+                                label_column=label_column or self.info.get("label_column"))
+
 
 def read_json(path: Path) -> Any:
     """A run folder's JSON file, or a one-line UserError saying it is missing or corrupt."""

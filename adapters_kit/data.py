@@ -262,6 +262,14 @@ def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, seed: int) ->
         return tuple(train_test_split(idx, test_size=size, random_state=seed))
 
 
+def _subset(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
+    """A stratified ``size``-row subset of ``frame`` in its own order; the frame itself when it is no larger."""
+    if size is None or size >= len(frame):
+        return frame
+    _, keep = _stratified(np.arange(len(frame)), frame["label"].to_numpy(), size, seed)
+    return frame.iloc[np.sort(keep)]
+
+
 def _content_hash(path: Any) -> Any:
     try:
         with open(path, "rb") as fh:
@@ -336,15 +344,9 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None)
         _carve(frames, "test", 0.1, SPLIT_SEED)
     if "validation" not in frames:
         _carve(frames, "validation", cfg.val_fraction / (0.9 if builtin_without_test else 1.0), SPLIT_SEED)
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(frames["train"]):
-        train = frames["train"]
-        _, keep = _stratified(np.arange(len(train)), train["label"].to_numpy(), cfg.max_train_samples, cfg.seed)
-        frames["train"] = train.iloc[np.sort(keep)]
-    for split in [s for s in frames if s != "train"]:
-        frame = frames[split]
-        if cfg.max_eval_samples is not None and cfg.max_eval_samples < len(frame):  # the same subset for any seed
-            _, keep = _stratified(np.arange(len(frame)), frame["label"].to_numpy(), cfg.max_eval_samples, SPLIT_SEED)
-            frames[split] = frame.iloc[np.sort(keep)]
+    for split in frames:  # held-out subsets are drawn with the split seed: the same ones whatever the run's seed
+        limit, seed = (cfg.max_train_samples, cfg.seed) if split == "train" else (cfg.max_eval_samples, SPLIT_SEED)
+        frames[split] = _subset(frames[split], limit, seed)
     if frames["train"]["label"].nunique() < 2:
         raise UserError("the training split has fewer than two classes after cleaning; check the label column")
     order = [s for s in ("train", "validation", "test") if s in frames] + sorted(set(frames) - {"train",

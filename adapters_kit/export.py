@@ -322,10 +322,7 @@ def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None
     """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained)."""
     from adapters_kit.data import load_splits, make_loader, prepare
 
-    cfg = run.cfg.replace(data=data, max_train_samples=None, max_eval_samples=None,
-                          text_column=run.info.get("input_column"),
-                          label_column=run.info.get("label_column"))
-    splits = load_splits(cfg, run.modality, labels=run.labels)
+    splits = load_splits(run.data_config(data), run.modality, labels=run.labels)
     if split not in splits.datasets:
         raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
     ds = splits.datasets[split]

@@ -397,9 +397,7 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     Columns default to the ones the run was trained with.
     """
     run = load_run(directory)
-    cfg = run.cfg.replace(data=data, max_train_samples=None, max_eval_samples=None,
-                          text_column=text_column or run.info["input_column"],
-                          label_column=label_column or run.info["label_column"])
+    cfg = run.data_config(data, text_column, label_column)
     acc = accelerator or Accelerator()
     with acc.main_process_first():
         splits = load_splits(cfg, run.modality, labels=run.labels)
