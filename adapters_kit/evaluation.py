@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from accelerate.data_loader import DataLoaderStateMixin
 
 from adapters_kit.memory import release_freed_memory
 from adapters_kit.metrics import StreamingMetrics, counts_metrics
@@ -72,7 +73,11 @@ class _Mistakes:
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], top_k: int = 5,
              errors: int = 0) -> dict[str, Any]:
-    """Metrics of ``model`` on one split's prepared loader, plus inference speed of this process.
+    """Metrics of ``model`` on one split's loader, plus inference speed of this process.
+
+    A plain ``DataLoader`` is prepared here: ``gather_for_metrics`` trims the distributed sampler's padding by what
+    the accelerator's state says about the loader being read, which is only this loader's own when it is prepared
+    (an unprepared one would get the remainder of whichever prepared loader was last broken off at its end).
 
     With ``errors`` > 0 the batches must carry an ``index`` column; the result then holds ``mistakes``: the
     ``errors`` most confident wrong predictions (dataset index, true id, predicted id, score).
@@ -80,6 +85,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], 
     :mod:`adapters_kit.memory`: evaluation's shapes are not training's).
     """
     model.eval()
+    if not isinstance(loader, DataLoaderStateMixin):
+        loader = accelerator.prepare_data_loader(loader)
     acc = StreamingMetrics(names, top_k=top_k)
     mistakes = _Mistakes(errors)
     batch_ms, batch_sizes = [], []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from accelerate import Accelerator
 
 from adapters_kit import AdapterTrainer, evaluate_run
@@ -37,6 +38,22 @@ def test_two_processes_give_exactly_the_single_process_metrics(tmp_path):
     assert two["world"] == 2
     assert two["metrics"]["n"] == N == single["n"]
     assert two["metrics"] == json.loads(json.dumps(single))  # every key, exactly
+
+
+def test_a_plain_loader_is_counted_whole_after_a_prepared_loader_was_broken_off_at_its_end():
+    # A training loop that stops at max_steps on an epoch's last batch leaves accelerate's shared state saying
+    # "end of a loader with 2 real samples in its last batch"; gather_for_metrics on an unprepared loader read that.
+    accelerator = Accelerator(cpu=True)
+    other = accelerator.prepare(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(10)),
+                                                            batch_size=4))
+    for i, _ in enumerate(other):
+        if i == len(other) - 1:
+            break
+    assert accelerator.gradient_state.end_of_dataloader and accelerator.gradient_state.remainder == 2
+    out = evaluate(identity_model(), fixed_loader(), Accelerator(cpu=True), ["a", "b", "c", "d"], top_k=2)
+    logits, labels = fixed_loader().dataset.tensors
+    assert out["n"] == N
+    assert out["accuracy"] == pytest.approx(int((logits.argmax(1) == labels).sum()) / N, abs=1e-12)
 
 
 @pytest.fixture(scope="module")
