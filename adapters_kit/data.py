@@ -65,6 +65,12 @@ class Splits:
     """What the data holds when it says so itself (a folder of images, audio or text files, a built-in):
     ``image``, ``audio``, ``text``; ``None`` for tables, whose input column could be either."""
 
+    def split(self, name: str, data: str) -> Dataset:
+        """The split ``name``, or a UserError naming the splits ``data`` (the spec it was read from) has."""
+        if name not in self.datasets:
+            raise UserError(f"data {data!r} has no split {name!r}; splits are: {', '.join(self.datasets)}")
+        return self.datasets[name]
+
 
 # --------------------------------------------------------------------------------------------- raw loading
 def _load_file(path: str, split: str) -> Dataset:

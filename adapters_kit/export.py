@@ -261,6 +261,8 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--output {out} already exists and is not empty; choose a new folder")
     run = load_run(run_dir)
+    # read before anything is written: data or a split that cannot be read is refused with no folder left behind
+    batches = measure_batches(run, data, split, max_samples)
     model = merged_classifier(run)
     checks: list[str] = []
     with atomic_dir(out) as tmp:
@@ -288,7 +290,7 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
     rows = [{"artefact": "run (adapter)", "size_mb": run_size_mb(Path(run_dir), _base_path(run)),
              "predict": lambda b: run.model(**b)},
             {"artefact": to, "size_mb": artefact_mb, "predict": artefact}]
-    checks += measure(run, rows, data, split, max_samples)
+    checks += measure(rows, batches, f"{split} of {data}" if data else "the sample texts")
     return {"rows": [{k: v for k, v in r.items() if k != "predict"} for r in rows], "checks": checks}
 
 
@@ -322,10 +324,7 @@ def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None
     """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained)."""
     from adapters_kit.data import load_splits, make_loader, prepare
 
-    splits = load_splits(run.data_config(data), run.modality, labels=run.labels)
-    if split not in splits.datasets:
-        raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
-    ds = splits.datasets[split]
+    ds = load_splits(run.data_config(data), run.modality, labels=run.labels).split(split, data)
     if max_samples:
         ds = ds.select(range(min(max_samples, len(ds))))
     loader = make_loader(prepare(ds, run.modality, run.processor),
@@ -333,13 +332,17 @@ def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None
     return list(loader)
 
 
-def measure(run: LoadedRun, rows: list[dict], data: str | None, split: str, max_samples: int | None) -> list[str]:
-    """Fill each row's ``examples_per_second`` and ``accuracy`` (on ``data``'s ``split``, or speed only on the
-    built-in sample texts); returns lines comparing each artefact's predictions with the run's."""
+def measure_batches(run: LoadedRun, data: str | None, split: str,
+                    max_samples: int | None) -> list[dict[str, torch.Tensor]]:
+    """What :func:`measure` times: ``data``'s ``split`` (with labels), or the built-in sample texts (speed only)."""
     if data:
-        batches = split_batches(run, data, split, max_samples)
-    else:
-        batches = [b for b in _sample_batches(run) for _ in range(8)]
+        return split_batches(run, data, split, max_samples)
+    return [b for b in _sample_batches(run) for _ in range(8)]
+
+
+def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str) -> list[str]:
+    """Fill each row's ``examples_per_second`` and ``accuracy`` (when the batches carry labels) over ``batches``
+    (read from ``where``); returns lines comparing each artefact's predictions with the first row's (the run's)."""
     labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
     seconds, preds = [0.0] * len(rows), [[] for _ in rows]
     with torch.inference_mode():
@@ -358,7 +361,6 @@ def measure(run: LoadedRun, rows: list[dict], data: str | None, split: str, max_
     lines = []
     for row, pred in zip(rows[1:], predictions[1:]):
         same = float((pred == predictions[0]).float().mean())
-        where = f"{split} of {data}" if data else "the sample texts"
         change = "" if row["accuracy"] is None else f"accuracy change {row['accuracy'] - rows[0]['accuracy']:+.4f}, "
         lines.append(f"{row['artefact']} vs run on {len(pred)} examples of {where}: {change}"
                      f"same prediction for {100 * same:.1f}%")

@@ -401,12 +401,10 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     acc = accelerator or Accelerator()
     with acc.main_process_first():
         splits = load_splits(cfg, run.modality, labels=run.labels)
-    if split not in splits.datasets:
-        raise UserError(f"data {data!r} has no split {split!r}; splits are: {', '.join(splits.datasets)}")
+    ds = splits.split(split, data)
     unknown = splits.report["unknown_labels"].get(split, 0)
     if unknown:
         log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
-    ds = splits.datasets[split]
     prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False,
                          group_by_length=cfg.group_by_length)
