@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,9 @@ class BenchConfig:
     scale_sizes: tuple[int, ...] = (1000, 10000)
     scale_lengths: tuple[int, ...] = (128, 256, 512)
     scale_steps: int = 20
+    repeats: int = 1
+    """Rounds of the ``train-lora`` sides (A B C D, A B C D, ...): each side shows its median run (by samples/s,
+    :func:`median_sides`), and every ratio is also computed round by round (:func:`paired_spread`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,11 +122,35 @@ def train_lora_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "peak_rss_D_over_B": _ratio(d["peak_rss_mb"], b["peak_rss_mb"])}
 
 
+def median_sides(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each side's median run over the rounds by samples/s (of two middle runs, the slower): one measured run, so
+    its figures stay consistent with one another (samples / train seconds = samples/s)."""
+    out = {}
+    for side in rounds[0]:
+        runs = sorted((r[side] for r in rounds), key=lambda fig: fig["samples_per_second"])
+        out[side] = runs[(len(runs) - 1) // 2]
+    return out
+
+
+def paired_spread(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Every ratio computed within each round, then its min, median and max over the rounds. Pairing within a
+    round holds when the machine's speed drifts between rounds (both sides of a round see the same machine)."""
+    per_round = [train_lora_ratios(r) for r in rounds]
+    out = {}
+    for key in per_round[0]:
+        values = [r[key] for r in per_round if r[key] is not None]
+        if values:
+            out[key] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    return out
+
+
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     """Run the chosen scenarios; returns the JSON-ready result (settings, per-side figures, ratios)."""
     unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
     if unknown:
         raise UserError(f"unknown bench scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if cfg.repeats < 1:
+        raise UserError(f"--repeats must be >= 1 (rounds of the train-lora sides), got {cfg.repeats}")
     shared = dict(model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lora_r=cfg.lora_r,
                   lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, seed=cfg.seed,
                   max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples)
@@ -133,14 +161,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         log(f"fp32 matmul peak: {out['matmul_peak_gflops']:.1f} GFLOP/s")
     for data in cfg.data:
         for max_length in cfg.max_length if "train-lora" in cfg.scenarios else ():
-            sides = {}
-            for side in TRAIN_SIDES:
-                log(f"train-lora {data} max_length {max_length}: {side} ...")
-                sides[side] = run_child({**shared, "side": side, "data": data, "max_length": max_length})
-                if "matmul_peak_gflops" in out:
-                    sides[side]["mfu"] = sides[side]["model_flops_per_second"] / (out["matmul_peak_gflops"] * 1e9)
-            out["runs"].append({"scenario": "train-lora", "data": data, "max_length": max_length, "sides": sides,
-                                "ratios": train_lora_ratios(sides)})
+            out["runs"].append(_train_lora_run(cfg, shared, data, max_length, out.get("matmul_peak_gflops"), log))
         if "probe" in cfg.scenarios:
             sides = {}
             for side in ("probe-reencode", "probe-cached"):
@@ -156,6 +177,27 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     if "scale" in cfg.scenarios:
         out["runs"].append(_scale_run(cfg, shared, log))
     return out
+
+
+def _train_lora_run(cfg: BenchConfig, shared: dict[str, Any], data: str, max_length: int, peak: float | None,
+                    log) -> dict[str, Any]:
+    """The four training sides, ``cfg.repeats`` rounds of them; MFU against ``peak`` GFLOP/s when measured."""
+    rounds = []
+    for n in range(1, cfg.repeats + 1):
+        sides = {}
+        for side in TRAIN_SIDES:
+            log(f"train-lora {data} max_length {max_length}: {side}"
+                f"{f' (round {n}/{cfg.repeats})' if cfg.repeats > 1 else ''} ...")
+            sides[side] = run_child({**shared, "side": side, "data": data, "max_length": max_length})
+            if peak:
+                sides[side]["mfu"] = sides[side]["model_flops_per_second"] / (peak * 1e9)
+        rounds.append(sides)
+    sides = median_sides(rounds)
+    run = {"scenario": "train-lora", "data": data, "max_length": max_length, "sides": sides,
+           "ratios": train_lora_ratios(sides)}
+    if cfg.repeats > 1:
+        run.update(rounds=rounds, paired_ratios=paired_spread(rounds))
+    return run
 
 
 def _scale_run(cfg: BenchConfig, shared: dict[str, Any], log) -> dict[str, Any]:

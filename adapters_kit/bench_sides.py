@@ -227,16 +227,19 @@ def _inference_side(spec: dict[str, Any]) -> dict[str, Any]:
             run_dir = f"{tmp}/run"
             AdapterTrainer(TrainConfig(model=spec["model"], data=spec["data"], output=run_dir, method="lora",
                                        seed=spec["seed"], max_length=spec["max_length"], epochs=spec["epochs"],
-                                       max_train_samples=spec.get("max_train_samples"))).train()
+                                       max_train_samples=spec.get("max_train_samples"),
+                                       max_eval_samples=spec.get("max_eval_samples"))).train()
         for to in ("merged", "onnx", "int8"):
             export_run(run_dir, to, f"{tmp}/{to}")
         run = load_run(run_dir)
         merged, int8 = load_merged(f"{tmp}/merged"), load_int8(f"{tmp}/int8")
         artefacts = {"eager": lambda b: run.model(**b), "merged": lambda b: merged(**b).logits,
                      "int8": lambda b: int8(**b), "onnx": onnx_predictor(Path(f"{tmp}/onnx/model.onnx"))}
-        batches = split_batches(run, spec["data"], "test", None, batch_size=32)
+        cap = spec.get("max_eval_samples")  # the same capped test split as the training sides score
+        batches = split_batches(run, spec["data"], "test", None, batch_size=32, max_eval_samples=cap)
         labels = torch.cat([b.pop("labels") for b in batches])
-        singles = split_batches(run, spec["data"], "test", spec.get("latency_samples", 64), batch_size=1)
+        singles = split_batches(run, spec["data"], "test", spec.get("latency_samples", 64), batch_size=1,
+                                max_eval_samples=cap)
         for b in singles:
             b.pop("labels")
         out: dict[str, Any] = {}
@@ -249,7 +252,7 @@ def _inference_side(spec: dict[str, Any]) -> dict[str, Any]:
                 p50, p95 = _latency_ms(predict, singles)
                 out[name] = {"examples_per_second": len(pred) / seconds, "accuracy": float((pred == labels).float()
                                                                                             .mean()),
-                             "latency_ms_p50": p50, "latency_ms_p95": p95}
+                             "latency_ms_p50": p50, "latency_ms_p95": p95, "test_examples": len(pred)}
     return {"artefacts": out, "train_seconds": 0.0, "samples": 0}
 
 

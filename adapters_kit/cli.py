@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int)
     b.add_argument("--max-train-samples", type=int)
     b.add_argument("--max-eval-samples", type=int, help="at most N examples of each held-out split, every side")
+    b.add_argument("--repeats", type=int, help="rounds of the train-lora sides: median figures and per-round "
+                                               "(paired) ratios with their spread (default 1)")
     b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
     cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
     cd.add_argument("run_dir")
@@ -250,10 +252,12 @@ def cmd_bench(args) -> int:
             raise UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
 
     given = dict(model=args.model, epochs=args.epochs, max_train_samples=args.max_train_samples,
-                 max_eval_samples=args.max_eval_samples,
+                 max_eval_samples=args.max_eval_samples, repeats=args.repeats,
                  scenarios=args.scenarios and listed(args.scenarios), data=args.data and tuple(args.data),
                  max_length=args.max_length and listed(args.max_length, int))
     kw = {k: v for k, v in given.items() if v}
+    if args.repeats is not None:  # 0 too: refused with its own message
+        kw["repeats"] = args.repeats
     cfg = BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)
     result = run_bench(cfg)
     for table in bench_tables(result):

@@ -118,7 +118,7 @@ BENCH_COLUMNS = [("samples_per_second", "samples/s", "{:.1f}"), ("tokens_per_sec
 
 def bench_tables(result: dict[str, Any]) -> list:
     """``adapters-kit bench``'s result as tables: one per run (sides as rows, the figures it has as columns), its
-    ratios as the caption."""
+    ratios as the caption (with repeated rounds: the median figures, and the ratios' spread round by round)."""
     out = []
     for run in result["runs"]:
         t = Table(title=f"{run['scenario']}: {run['data']}, max length {run['max_length']}")
@@ -130,5 +130,8 @@ def bench_tables(result: dict[str, Any]) -> list:
             t.add_row(side, *[fmt.format(fig[k]) if fig.get(k) is not None else "-" for k, _, fmt in columns])
         t.caption = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in run["ratios"].items() if v is not None)
+        if "paired_ratios" in run:
+            t.caption += f"\nwithin each of {len(run['rounds'])} rounds, median (min-max): " + "  ".join(
+                f"{k} {v['median']:.3g} ({v['min']:.3g}-{v['max']:.3g})" for k, v in run["paired_ratios"].items())
         out.append(t)
     return out

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from adapters_kit.bench import TRAIN_SIDES, train_lora_ratios
+from adapters_kit.bench import TRAIN_SIDES, median_sides, paired_spread, train_lora_ratios
 from adapters_kit.cli import main
 
 FIGURES = {"samples_per_second", "tokens_per_second", "train_seconds", "wall_seconds", "peak_rss_mb", "accuracy",
@@ -16,7 +16,7 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     out = tmp_path / "bench.json"
     data = f"train={text_files['train']},test={text_files['test']}"
     code = main(["bench", "--quick", "--model", tiny_model_dir, "--data", data, "--max-length", "16",
-                 "--max-eval-samples", "12", "--output", str(out)])
+                 "--max-eval-samples", "12", "--repeats", "2", "--output", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["matmul_peak_gflops"] > 0
@@ -35,6 +35,14 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert len(sizes) == 1
     assert {fig["test_examples"] for fig in lora["sides"].values()} == {12}  # --max-eval-samples, every side
     assert lora["ratios"] == pytest.approx(train_lora_ratios(lora["sides"]))
+    # two rounds: each side shows its slower run of the two (the lower median); paired ratios round by round
+    first, second = lora["rounds"]
+    for side in TRAIN_SIDES:
+        assert lora["sides"][side] == min(first[side], second[side], key=lambda fig: fig["samples_per_second"])
+    per_round = [r["adapters-kit"]["samples_per_second"] / r["trainer-best"]["samples_per_second"]
+                 for r in (first, second)]
+    assert lora["paired_ratios"]["samples_per_second_C_over_B"] == pytest.approx(
+        {"min": min(per_round), "median": sum(per_round) / 2, "max": max(per_round)})
     assert lora["ratios"]["samples_per_second_C_over_A"] == pytest.approx(
         lora["sides"]["adapters-kit"]["samples_per_second"] / lora["sides"]["trainer-tutorial"]["samples_per_second"])
     r, c = probe["sides"]["probe-reencode"], probe["sides"]["probe-cached"]
@@ -42,6 +50,7 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert c["accuracy"] == pytest.approx(r["accuracy"])  # the same probe, computed twice over
     art = inference["sides"]
     assert set(art) == {"eager", "merged", "onnx", "int8"}
+    assert {fig["test_examples"] for fig in art.values()} == {12}  # the capped test split, as the training sides
     for name, fig in art.items():
         assert fig["examples_per_second"] > 0 and 0 < fig["latency_ms_p50"] <= fig["latency_ms_p95"], name
     # merged and ONNX compute the same function as the adapter model (export checked them to 1e-4 / 1e-3)
@@ -66,7 +75,34 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert scale["ratios"]["seconds_per_sample_L=32_over_L=16"] == pytest.approx(
         s["adapters-kit n=50 L=16"]["samples_per_second"] / s["adapters-kit n=50 L=32"]["samples_per_second"])
     shown = capsys.readouterr().out
-    assert "samples_per_second_C_over_B" in shown and "probe-cached" in shown
+    assert "samples_per_second_C_over_B" in shown and "probe-cached" in shown and "within each of 2 rounds" in shown
+
+
+def test_median_sides_and_paired_spread_against_hand_computed_values():
+    def side(sps, wall=10.0, rss=100.0, acc=0.5):
+        return {"samples_per_second": sps, "wall_seconds": wall, "peak_rss_mb": rss, "accuracy": acc, "name": "x"}
+
+    rounds = [{"trainer-tutorial": side(1.0), "trainer-best": side(2.0), "adapters-kit": side(3.0),
+               "adapters-kit-defaults": side(4.0, wall=5.0, acc=0.75)},
+              {"trainer-tutorial": side(1.0), "trainer-best": side(4.0), "adapters-kit": side(2.0),
+               "adapters-kit-defaults": side(4.0, wall=4.0, acc=0.75)},
+              {"trainer-tutorial": side(1.0), "trainer-best": side(3.0), "adapters-kit": side(6.0),
+               "adapters-kit-defaults": side(4.0, wall=8.0, acc=0.75)}]
+    med = median_sides(rounds)
+    assert med["trainer-best"] is rounds[2]["trainer-best"] and med["adapters-kit"] is rounds[0]["adapters-kit"]
+    assert med["adapters-kit-defaults"] is rounds[1]["adapters-kit-defaults"]  # ties keep round order: the middle
+    assert median_sides(rounds[:2])["adapters-kit"] is rounds[1]["adapters-kit"]  # of two: the slower
+    spread = paired_spread(rounds)
+    # C/B per round: 1.5, 0.5, 2.0; D/B wall per round: 0.5, 0.4, 0.8
+    assert spread["samples_per_second_C_over_B"] == pytest.approx({"min": 0.5, "median": 1.5, "max": 2.0})
+    assert spread["wall_seconds_D_over_B"] == pytest.approx({"min": 0.4, "median": 0.5, "max": 0.8})
+    assert spread["accuracy_D_minus_B"] == pytest.approx({"min": 0.25, "median": 0.25, "max": 0.25})
+
+
+def test_zero_repeats_is_refused_in_one_line(capsys):
+    assert main(["bench", "--quick", "--repeats", "0", "--output", "/tmp/never-written.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "adapters-kit: error: --repeats must be >= 1 (rounds of the train-lora sides), got 0"
 
 
 def test_unknown_scenario_is_one_line_error(capsys):
