@@ -67,8 +67,9 @@ class BenchConfig:
     scale_lengths: tuple[int, ...] = (128, 256, 512)
     scale_steps: int = 20
     repeats: int = 1
-    """Rounds of the ``train-lora`` sides (A B C D, A B C D, ...): each side shows its median run (by samples/s,
-    :func:`median_sides`), and every ratio is also computed round by round (:func:`paired_spread`)."""
+    """Rounds of the ``train-lora`` sides, in alternating order (A B C D, D C B A, A B C D, ...: a machine that
+    drifts during a round favours neither side of a pair over the rounds): each side shows its median run (by
+    samples/s, :func:`median_sides`), and every ratio is also computed round by round (:func:`paired_spread`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -181,11 +182,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
 
 def _train_lora_run(cfg: BenchConfig, shared: dict[str, Any], data: str, max_length: int, peak: float | None,
                     log) -> dict[str, Any]:
-    """The four training sides, ``cfg.repeats`` rounds of them; MFU against ``peak`` GFLOP/s when measured."""
+    """The four training sides, ``cfg.repeats`` rounds of them (every other one in reverse order, its dict in the
+    order the sides ran); MFU against ``peak`` GFLOP/s when measured."""
     rounds = []
     for n in range(1, cfg.repeats + 1):
         sides = {}
-        for side in TRAIN_SIDES:
+        for side in TRAIN_SIDES if n % 2 else TRAIN_SIDES[::-1]:
             log(f"train-lora {data} max_length {max_length}: {side}"
                 f"{f' (round {n}/{cfg.repeats})' if cfg.repeats > 1 else ''} ...")
             sides[side] = run_child({**shared, "side": side, "data": data, "max_length": max_length})

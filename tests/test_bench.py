@@ -37,6 +37,7 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
     assert lora["ratios"] == pytest.approx(train_lora_ratios(lora["sides"]))
     # two rounds: each side shows its slower run of the two (the lower median); paired ratios round by round
     first, second = lora["rounds"]
+    assert list(first) == list(TRAIN_SIDES) and list(second) == list(TRAIN_SIDES)[::-1]  # alternating order
     for side in TRAIN_SIDES:
         assert lora["sides"][side] == min(first[side], second[side], key=lambda fig: fig["samples_per_second"])
     per_round = [r["adapters-kit"]["samples_per_second"] / r["trainer-best"]["samples_per_second"]
