@@ -190,7 +190,7 @@ class AdapterTrainer:
         # Validation was scored with the best weights already, unless it ran on cached features: the final
         # numbers (speed included) always come from the whole model on the raw inputs.
         metrics: dict[str, Any] = {"validation": result.best_metrics} if loaders is token_loaders else {}
-        metrics.update({s: evaluate(model, acc.prepare(loader), acc, names, top_k=cfg.top_k)
+        metrics.update({s: evaluate(model, loader, acc, names, top_k=cfg.top_k)
                         for s, loader in token_loaders.items() if s != "train" and s not in metrics})
         metrics["train"] = self._train_figures(result)
         acc.log({f"{split}/{k}": v for split, m in metrics.items() if split != "train" for k, v in m.items()
@@ -274,7 +274,7 @@ class AdapterTrainer:
                   f"{seconds:.2f} s")
         result = TrainResult(best_epoch=1, best_step=iterations, train_seconds=seconds, train_samples=len(labels))
         for split in cfg.split_list():
-            metrics = evaluate(model, acc.prepare(feature_loaders[split]), acc, names, top_k=cfg.top_k)
+            metrics = evaluate(model, feature_loaders[split], acc, names, top_k=cfg.top_k)
             result.history.append({"epoch": 1, "global_step": iterations, "split": split,
                                    **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}})
             if split == "validation":
@@ -408,7 +408,7 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False,
                          group_by_length=cfg.group_by_length)
-    metrics = evaluate(acc.prepare(run.model), acc.prepare(loader), acc, run.labels.names, top_k=cfg.top_k,
+    metrics = evaluate(acc.prepare(run.model), loader, acc, run.labels.names, top_k=cfg.top_k,
                        errors=errors)
     mistakes = metrics.pop("mistakes", None)
     if acc.is_main_process:
