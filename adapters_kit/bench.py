@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
 
 SCENARIOS = ("train-lora", "probe", "inference", "scale", "roofline")
@@ -152,6 +153,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         raise UserError(f"unknown bench scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if cfg.repeats < 1:
         raise UserError(f"--repeats must be >= 1 (rounds of the train-lora sides), got {cfg.repeats}")
+    # the settings every side trains with, checked once here by TrainConfig's own rules, not by a failing side
+    TrainConfig(model=cfg.model, data=",".join(cfg.data), output="-", epochs=cfg.epochs, batch_size=cfg.batch_size,
+                lr=cfg.lr, lora_r=cfg.lora_r, lora_dropout=cfg.lora_dropout, max_train_samples=cfg.max_train_samples,
+                max_eval_samples=cfg.max_eval_samples)
     shared = dict(model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lora_r=cfg.lora_r,
                   lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, seed=cfg.seed,
                   max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples)

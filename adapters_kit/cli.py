@@ -251,13 +251,12 @@ def cmd_bench(args) -> int:
         except ValueError:
             raise UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
 
-    given = dict(model=args.model, epochs=args.epochs, max_train_samples=args.max_train_samples,
+    # A flag not given (or an empty list) keeps the default; any number given, 0 too, reaches run_bench's checks.
+    given = dict(model=args.model or None, epochs=args.epochs, max_train_samples=args.max_train_samples,
                  max_eval_samples=args.max_eval_samples, repeats=args.repeats,
-                 scenarios=args.scenarios and listed(args.scenarios), data=args.data and tuple(args.data),
-                 max_length=args.max_length and listed(args.max_length, int))
-    kw = {k: v for k, v in given.items() if v}
-    if args.repeats is not None:  # 0 too: refused with its own message
-        kw["repeats"] = args.repeats
+                 scenarios=args.scenarios and listed(args.scenarios) or None, data=args.data and tuple(args.data),
+                 max_length=args.max_length and listed(args.max_length, int) or None)
+    kw = {k: v for k, v in given.items() if v is not None}
     cfg = BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)
     result = run_bench(cfg)
     for table in bench_tables(result):

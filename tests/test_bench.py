@@ -111,6 +111,18 @@ def test_unknown_scenario_is_one_line_error(capsys):
     assert "unknown bench scenario nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "epochs must be a positive integer, got 0"),
+    (["--max-eval-samples", "1"], "max_eval_samples must be >= 2, got 1"),
+])
+def test_bad_training_settings_are_refused_before_any_side_runs(tmp_path, capsys, flags, message):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", *flags, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adapters-kit: error: invalid config: ") and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
 def test_ratio_of_missing_figure_is_none():
     sides = {s: {"samples_per_second": 2.0, "wall_seconds": 4.0, "accuracy": 0.5, "peak_rss_mb": 10.0}
              for s in TRAIN_SIDES}
