@@ -38,6 +38,7 @@ TRAIN_FLAGS = {
     "adapter_layers": (int, "PEFT adapters only in the top N blocks; 0: all (default: lora/dora top half, others all)"),
     "attention_dropout": (float, "dropout on attention probabilities (default: 0 for PEFT methods, else the "
                                  "backbone's)"),
+    "fast_dropout": (str, "true or false: cheaper dropout masks and attention dropout on CPU (default true)"),
     "probe_epochs": (int, None), "lp_ft_stage": (str, "lp-ft: lora or full after the probe stage"),
     "layer_decay": (float, "layer-wise lr decay for full fine-tuning, e.g. 0.8"),
     "pooling": (str, "mean, cls or last"),

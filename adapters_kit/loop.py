@@ -19,6 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.adapters import block_index
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
+from adapters_kit.dropout import fast_dropout
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
 from adapters_kit.memory import TRIM_FIRST_STEPS, release_freed_memory
@@ -310,5 +311,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: 
     ``checkpoints``, a checkpoint is written at each epoch end and every ``save_steps`` optimizer steps, training
     continues from ``checkpoints.resume_from`` when set, and Ctrl-C saves one and raises
     :class:`TrainingInterrupted`. ``objective`` computes each step's loss (default: cross-entropy on the batch).
+    With ``cfg.fast_dropout`` the model trains with :func:`adapters_kit.dropout.fast_dropout`.
     """
-    return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective).run()
+    with fast_dropout(model, cfg.fast_dropout):
+        return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective).run()

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.config import TrainConfig
+from adapters_kit.dropout import fast_dropout
 from adapters_kit.loop import make_optimizer
 from adapters_kit.modeling import AdapterClassifier, feature_dim
 
@@ -126,21 +127,9 @@ class Denoiser(nn.Module):
         return ((predicted - target) ** 2 * weight).sum() / weight.sum().clamp(min=1)
 
 
-def pretrain(cfg: TrainConfig, model: AdapterClassifier, loader, accelerator, tokenizer: Any = None) -> dict:
-    """Train the adapter (and a throw-away decoder) to reconstruct masked inputs for ``cfg.pretrain_epochs`` over
-    ``loader`` (labels, if any, ignored). Returns the stage's figures for ``metrics.json``."""
-    acc = accelerator
-    sample = next(iter(loader))
-    with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on the seed alone
-        torch.manual_seed(cfg.seed)
-        denoiser = Denoiser(model, sample, tokenizer, cfg.mask_ratio).to(acc.device)
-    ratio, objective = denoiser.ratio, "masked-token" if denoiser.text else "masked-patch"
-    optimizer = make_optimizer(denoiser, cfg.lr, cfg.weight_decay)
-    steps = cfg.pretrain_epochs * len(loader)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    denoiser, optimizer, loader, scheduler = acc.prepare(denoiser, optimizer, loader, scheduler)
-    denoiser.train()
-    losses, start = [], time.perf_counter()
+def _reconstruct(cfg: TrainConfig, denoiser, optimizer, loader, scheduler, acc) -> list[float]:
+    """The reconstruction epochs; returns each epoch's mean loss."""
+    losses = []
     for epoch in range(1, cfg.pretrain_epochs + 1):
         total, batches = torch.zeros((), device=acc.device), 0
         for batch in tqdm(loader, desc=f"reconstruction {epoch}/{cfg.pretrain_epochs}", mininterval=2.0,
@@ -155,6 +144,26 @@ def pretrain(cfg: TrainConfig, model: AdapterClassifier, loader, accelerator, to
             total += loss.detach()
             batches += 1
         losses.append(float(acc.reduce(total, "mean")) / max(batches, 1))  # one host sync per epoch
+    return losses
+
+
+def pretrain(cfg: TrainConfig, model: AdapterClassifier, loader, accelerator, tokenizer: Any = None) -> dict:
+    """Train the adapter (and a throw-away decoder) to reconstruct masked inputs for ``cfg.pretrain_epochs`` over
+    ``loader`` (labels, if any, ignored). Returns the stage's figures for ``metrics.json``."""
+    acc = accelerator
+    sample = next(iter(loader))
+    with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on the seed alone
+        torch.manual_seed(cfg.seed)
+        denoiser = Denoiser(model, sample, tokenizer, cfg.mask_ratio).to(acc.device)
+    ratio, objective = denoiser.ratio, "masked-token" if denoiser.text else "masked-patch"
+    optimizer = make_optimizer(denoiser, cfg.lr, cfg.weight_decay)
+    steps = cfg.pretrain_epochs * len(loader)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    denoiser, optimizer, loader, scheduler = acc.prepare(denoiser, optimizer, loader, scheduler)
+    denoiser.train()
+    start = time.perf_counter()
+    with fast_dropout(denoiser, cfg.fast_dropout):
+        losses = _reconstruct(cfg, denoiser, optimizer, loader, scheduler, acc)
     seconds = time.perf_counter() - start
     acc.free_memory(denoiser, optimizer, scheduler)
     return {"objective": objective, "mask_ratio": ratio, "epochs": cfg.pretrain_epochs,

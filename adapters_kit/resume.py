@@ -29,6 +29,8 @@ STATE = "state.json"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 RESUME_KEYS_FREE = ("resume", "resume_from", "overwrite", "save_steps", "save_total_limit")
 """Config fields that may differ between the interrupted command and the resuming one."""
+RECORDED_SINCE = {"fast_dropout": False}
+"""Settings that checkpoints of older versions do not record, with the value those versions trained with."""
 
 
 @dataclass
@@ -118,7 +120,7 @@ def check_resumable(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         state = json.loads((path / STATE).read_text())
     except (OSError, json.JSONDecodeError):
         raise UserError(f"{path} is not a complete checkpoint (no readable {STATE}); choose another") from None
-    saved = {k: v for k, v in state.get("config", {}).items() if k not in RESUME_KEYS_FREE}
+    saved = {k: v for k, v in {**RECORDED_SINCE, **state.get("config", {})}.items() if k not in RESUME_KEYS_FREE}
     now = {k: v for k, v in config.items() if k not in RESUME_KEYS_FREE}
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:

@@ -149,3 +149,15 @@ def test_resume_and_overwrite_together_are_refused():
 
     with pytest.raises(UserError, match="choose one"):
         TrainConfig(resume=True, overwrite=True)
+
+
+def test_checkpoints_of_older_versions_compare_with_the_setting_they_trained_with(tmp_path):
+    """A state.json written before fast_dropout existed trained with PyTorch's dropout: resuming it needs
+    --fast-dropout false, and the default is refused by name."""
+    from adapters_kit.resume import STATE, check_resumable
+
+    config = {"model": "m", "lr": 0.001, "fast_dropout": False}
+    (tmp_path / STATE).write_text(json.dumps({"config": {"model": "m", "lr": 0.001}}))
+    assert check_resumable(tmp_path, config)["config"] == {"model": "m", "lr": 0.001}
+    with pytest.raises(UserError, match=r"other settings \(fast_dropout\)"):
+        check_resumable(tmp_path, {**config, "fast_dropout": True})
