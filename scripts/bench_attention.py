@@ -4,7 +4,10 @@
 dropout it falls back to the plain path that materialises every (length x length) attention matrix and keeps it
 for the backward pass. This script times forward + backward of six attention layers of MiniLM-L6's shape (batch
 16, 12 heads of 32 dimensions; one layer per block) with dropout 0.1 (the backbone's own, the baseline) and 0,
-each in a fresh process so its peak resident memory is its own, and prints the ratios::
+each in a fresh process so its peak resident memory is its own, and prints the ratios. The same layers with
+dropout 0.1 in adapters_kit's kernel (``adapters_kit.dropout.attention_with_dropout``, what ``--fast-dropout``
+trains with) are timed beside them, as is drawing one mask of (16, 12, length, length) with PyTorch's
+``bernoulli_`` and with ``adapters_kit.dropout.keep_mask``::
 
     .venv/bin/python scripts/bench_attention.py [--lengths 128,256,512] [--repeats 3]
 """
@@ -24,10 +27,17 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
 
 
-def measure(length: int, dropout: float, repeats: int) -> dict[str, float]:
+def measure(length: int, dropout: float, repeats: int, kernel: str = "torch") -> dict[str, float]:
     """Best seconds of forward + backward over ``repeats``, and the peak memory growth of this process (MB)."""
     import torch
     import torch.nn.functional as F
+
+    from adapters_kit.dropout import attention_with_dropout
+
+    def attend(q, k, v, mask):
+        if kernel == "torch":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return attention_with_dropout(q, k, v, mask, dropout, q.shape[-1] ** -0.5)
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(16, 12, length, 32, requires_grad=True) for _ in range(3))
@@ -35,7 +45,7 @@ def measure(length: int, dropout: float, repeats: int) -> dict[str, float]:
     base, best = _rss_mb(), float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        outs = [F.scaled_dot_product_attention(q * 1.0, k * 1.0, v * 1.0, attn_mask=mask, dropout_p=dropout)
+        outs = [attend(q * 1.0, k * 1.0, v * 1.0, mask)
                 for _ in range(6)]  # six layers' outputs alive at once, as before a backward pass
         sum(o.sum() for o in outs).backward()
         best = min(best, time.perf_counter() - start)
@@ -45,6 +55,25 @@ def measure(length: int, dropout: float, repeats: int) -> dict[str, float]:
     return {"seconds": best, "peak_growth_mb": peak - base}
 
 
+def mask_seconds(length: int, repeats: int) -> tuple[float, float]:
+    """Best seconds to draw one dropout mask of (16, 12, length, length): ``bernoulli_``, then ``keep_mask``."""
+    import torch
+
+    from adapters_kit.dropout import keep_mask
+
+    shape = (16, 12, length, length)
+
+    def best(draw) -> float:
+        times = []
+        for _ in range(repeats + 1):  # the first draw warms up
+            start = time.perf_counter()
+            draw()
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    return best(lambda: torch.empty(shape).bernoulli_(0.9)), best(lambda: keep_mask(shape, 0.1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", default="128,256,512")
@@ -52,21 +81,24 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        length, dropout = json.loads(args.child)
-        print(json.dumps(measure(length, dropout, args.repeats)))
+        length, dropout, kernel = json.loads(args.child)
+        print(json.dumps(measure(length, dropout, args.repeats, kernel)))
         return
-    print("length | dropout 0.1: s, MB | dropout 0: s, MB | time 0.1/0 | memory 0.1/0")
+    print("length | dropout 0.1: s, MB | dropout 0: s, MB | time 0.1/0 | memory 0.1/0 | adapters_kit 0.1: s, MB | "
+          "time, memory vs torch 0.1 | mask bernoulli_, keep_mask ms")
     for length in map(int, args.lengths.split(",")):
         rows = {}
-        for dropout in (0.1, 0.0):
+        for setting in ((0.1, "torch"), (0.0, "torch"), (0.1, "adapters_kit")):
             out = subprocess.run([sys.executable, __file__, "--repeats", str(args.repeats), "--child",
-                                  json.dumps([length, dropout])], capture_output=True, text=True, check=True).stdout
-            rows[dropout] = json.loads(out.strip().splitlines()[-1])
-        a, b = rows[0.1], rows[0.0]
+                                  json.dumps([length, *setting])], capture_output=True, text=True, check=True).stdout
+            rows[setting] = json.loads(out.strip().splitlines()[-1])
+        a, b, c = rows[0.1, "torch"], rows[0.0, "torch"], rows[0.1, "adapters_kit"]
+        bern, keep = mask_seconds(length, args.repeats)
         print(f"{length} | {a['seconds']:.4g}, {a['peak_growth_mb']:,.0f} | {b['seconds']:.4g}, "
               f"{b['peak_growth_mb']:,.0f} | {a['seconds'] / b['seconds']:.2f}x | "
-              f"{a['peak_growth_mb'] / max(b['peak_growth_mb'], 1):.2f}x")
-
+              f"{a['peak_growth_mb'] / max(b['peak_growth_mb'], 1):.2f}x | {c['seconds']:.4g}, "
+              f"{c['peak_growth_mb']:,.0f} | {c['seconds'] / a['seconds']:.2f}x, "
+              f"{c['peak_growth_mb'] / max(a['peak_growth_mb'], 1):.2f}x | {bern * 1e3:.3g}, {keep * 1e3:.3g}")
 
 if __name__ == "__main__":
     main()

@@ -142,7 +142,11 @@ def test_attention_bench_prints_a_row_per_length_with_ratios_of_its_own_figures(
     out = subprocess.run([sys.executable, str(script), "--lengths", "8,16", "--repeats", "1"], capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()
     assert out[0].startswith("length |") and len(out) == 3
+    num, mb = r"([\d.e-]+)", r"(-?[\d,]+)"
     for line, length in zip(out[1:], (8, 16)):
-        m = re.fullmatch(r"(\d+) \| ([\d.e-]+), (-?[\d,]+) \| ([\d.e-]+), (-?[\d,]+) \| ([\d.]+)x \| (-?[\d.]+)x", line)
+        m = re.fullmatch(rf"(\d+) \| {num}, {mb} \| {num}, {mb} \| ([\d.]+)x \| (-?[\d.]+)x \| {num}, {mb} \| "
+                         rf"([\d.]+)x, (-?[\d.]+)x \| {num}, {num}", line)
         assert m and int(m[1]) == length, line
         assert float(m[6]) == pytest.approx(float(m[2]) / float(m[4]), rel=0.01, abs=0.006)  # 4 digits printed
+        assert float(m[10]) == pytest.approx(float(m[8]) / float(m[2]), rel=0.01, abs=0.006)
+        assert float(m[12]) > 0 and float(m[13]) > 0
