@@ -132,3 +132,44 @@ def test_training_without_dropout_equals_torchs_path():
         out = model(input_ids=ids, attention_mask=mask).last_hidden_state
         grad = torch.autograd.grad(out.sum(), model.embeddings.word_embeddings.weight)[0]
     assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(grad, ref_grad, atol=1e-5)
+
+
+class _Recording:
+    """Cross-entropy on a BERT's first token, noting what the model looks like at each step."""
+
+    stream = None
+
+    def __init__(self):
+        self.seen = []
+
+    def aux_heads(self, dim):
+        return {}
+
+    def loss(self, model, batch, labels, progress):
+        kinds = {type(m) for m in model.modules() if isinstance(m, nn.Dropout)}
+        self.seen.append((kinds, model.backbone.config._attn_implementation))
+        states = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return nn.functional.cross_entropy(model.head(states.last_hidden_state[:, 0]), labels)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_training_loop_trains_with_fast_dropout_and_hands_back_the_model(enabled):
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from adapters_kit.config import TrainConfig
+    from adapters_kit.loop import train
+
+    model = nn.Module()
+    model.backbone, model.head = _bert(0.1, 0.1), nn.Sequential(nn.Dropout(0.1), nn.Linear(32, 2))
+    ids, mask = _batch()
+    rows = [{"input_ids": i, "attention_mask": m, "labels": torch.tensor(n % 2)} for n, (i, m) in
+            enumerate(zip(ids, mask))]
+    objective = _Recording()
+    cfg = TrainConfig(model="m", data="d", output="o", epochs=1, lr=1e-3, fast_dropout=enabled)
+    train(cfg, model, DataLoader(rows, batch_size=2), {}, Accelerator(cpu=True), ["a", "b"], objective=objective)
+    assert len(objective.seen) == 2
+    want = ({FastDropout}, f"{ATTENTION}_sdpa") if enabled else ({nn.Dropout}, "sdpa")
+    assert all(seen == want for seen in objective.seen)
+    assert {type(m) for m in model.modules() if isinstance(m, nn.Dropout)} == {nn.Dropout}
+    assert model.backbone.config._attn_implementation == "sdpa"
