@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 _INT32_MIN = -(2 ** 31)
-ATTENTION = "adapters_kit_dropout"
-"""Prefix of the attention implementations registered with transformers (one per implementation it stands in for:
-``adapters_kit_dropout_sdpa``, ``adapters_kit_dropout_eager``)."""
+ATTENTION = "adapters_kit_dropout_sdpa"
+"""The attention implementation registered with transformers; it stands in for ``sdpa``. (A model on ``eager``
+keeps it: each model family has its own eager function, which a registered one cannot hand calls back to.)"""
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
@@ -104,31 +104,26 @@ def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
     return _AttentionDropout.apply(q, k, v, mask, keep, scale, p)
 
 
-def _stand_in(original: str):
-    """The attention function registered for a model whose own implementation is ``original``: it computes
-    attention with dropout itself and hands every other call back to ``original``."""
-    from transformers.integrations.sdpa_attention import repeat_kv
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+def _sdpa_stand_in(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                   is_causal: bool | None = None, **kwargs):
+    """Attention with dropout computed by :func:`attention_with_dropout`; every other call goes to ``sdpa``."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
-    def forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                is_causal: bool | None = None, **kwargs):
-        special = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "s_aux", "sinks"))
-        if dropout == 0 or special or not _fast(query) or kwargs.get("output_attentions"):
-            return ALL_ATTENTION_FUNCTIONS[original](module, query, key, value, attention_mask, dropout=dropout,
-                                                     scaling=scaling, is_causal=is_causal, **kwargs)
-        groups = getattr(module, "num_key_value_groups", 1)
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-        causal = is_causal if is_causal is not None else getattr(module, "is_causal", False)
-        mask = attention_mask
-        if mask is None and causal and query.shape[2] > 1:
-            mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool).tril()
-        elif mask is not None:
-            mask = mask[..., : key.shape[2]]
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        out = attention_with_dropout(query, key, value, mask, dropout, scale)
-        return out.transpose(1, 2).contiguous(), None
-
-    return forward
+    special = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "s_aux", "sinks"))
+    if dropout == 0 or special or not _fast(query) or kwargs.get("output_attentions"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", False)
+    mask = attention_mask
+    if mask is None and causal and query.shape[2] > 1:
+        mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool).tril()
+    elif mask is not None:
+        mask = mask[..., : key.shape[2]]
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    out = attention_with_dropout(query, key, value, mask, dropout, scale)
+    return out.transpose(1, 2).contiguous(), None
 
 
 def _backbones(model: nn.Module) -> list:
@@ -162,20 +157,17 @@ def fast_dropout(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
                 fast.train(child.training)
                 setattr(parent, name, fast)
                 swapped.append((parent, name, child))
-    switched = []
-    for backbone in _backbones(model):
-        original = backbone.config._attn_implementation
-        if original in ("sdpa", "eager"):
-            AttentionInterface.register(f"{ATTENTION}_{original}", _stand_in(original))
-            # the masks stay the original's: transformers builds none for an implementation without a mask function
-            AttentionMaskInterface.register(f"{ATTENTION}_{original}", ALL_MASK_ATTENTION_FUNCTIONS[original])
-            backbone.set_attn_implementation(f"{ATTENTION}_{original}")
-            switched.append((backbone, original))
+    AttentionInterface.register(ATTENTION, _sdpa_stand_in)
+    # sdpa's masks: transformers builds no mask at all for an implementation without a mask function
+    AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    switched = [b for b in _backbones(model) if b.config._attn_implementation == "sdpa"]
+    for backbone in switched:
+        backbone.set_attn_implementation(ATTENTION)
     try:
         yield model
     finally:
         for parent, name, child in swapped:
             child.train(getattr(parent, name).training)
             setattr(parent, name, child)
-        for backbone, original in switched:
-            backbone.set_attn_implementation(original)
+        for backbone in switched:
+            backbone.set_attn_implementation("sdpa")

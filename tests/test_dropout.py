@@ -69,13 +69,14 @@ def test_attention_with_dropout_matches_autograd_of_the_formula(kind):
                                     small)
 
 
-def _bert(attention_dropout: float, hidden_dropout: float):
+def _bert(attention_dropout: float, hidden_dropout: float, attention: str = "sdpa"):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     return BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                 intermediate_size=64, attention_probs_dropout_prob=attention_dropout,
-                                hidden_dropout_prob=hidden_dropout), add_pooling_layer=False)
+                                hidden_dropout_prob=hidden_dropout, attn_implementation=attention),
+                     add_pooling_layer=False)
 
 
 def _batch():
@@ -91,7 +92,7 @@ def test_fast_dropout_switches_the_model_and_restores_it():
     before = model.eval()(input_ids=ids, attention_mask=mask).last_hidden_state
     kinds = {n: type(m) for n, m in model.named_modules()}
     with fast_dropout(model):
-        assert model.config._attn_implementation == f"{ATTENTION}_sdpa"
+        assert model.config._attn_implementation == ATTENTION
         assert all(type(m) is not nn.Dropout for m in model.modules())
         # embeddings; per block: attention probabilities, attention output, feed-forward output
         assert sum(isinstance(m, FastDropout) for m in model.modules()) == 7
@@ -169,7 +170,21 @@ def test_the_training_loop_trains_with_fast_dropout_and_hands_back_the_model(ena
     cfg = TrainConfig(model="m", data="d", output="o", epochs=1, lr=1e-3, fast_dropout=enabled)
     train(cfg, model, DataLoader(rows, batch_size=2), {}, Accelerator(cpu=True), ["a", "b"], objective=objective)
     assert len(objective.seen) == 2
-    want = ({FastDropout}, f"{ATTENTION}_sdpa") if enabled else ({nn.Dropout}, "sdpa")
+    want = ({FastDropout}, ATTENTION) if enabled else ({nn.Dropout}, "sdpa")
     assert all(seen == want for seen in objective.seen)
     assert {type(m) for m in model.modules() if isinstance(m, nn.Dropout)} == {nn.Dropout}
     assert model.backbone.config._attn_implementation == "sdpa"
+
+
+def test_a_model_on_eager_attention_keeps_it_and_trains_with_the_cheaper_masks():
+    model = _bert(0.1, 0.1, attention="eager").train()
+    ids, mask = _batch()
+    with fast_dropout(model):
+        assert model.config._attn_implementation == "eager"
+        assert sum(isinstance(m, FastDropout) for m in model.modules()) == 7
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out.sum().backward()
+        model.eval()
+        evaluated = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.isfinite(out).all() and model.embeddings.word_embeddings.weight.grad is not None
+    assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state, evaluated, atol=1e-6)
