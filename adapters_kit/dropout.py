@@ -15,11 +15,15 @@ exported refers to this module. Tensors on other devices, half precision and aut
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 _INT32_MIN = -(2 ** 31)
 ATTENTION = "adapters_kit_dropout_sdpa"
@@ -30,9 +34,7 @@ keeps it: each model family has its own eager function, which a registered one c
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     """A CPU bool tensor of ``shape``: True (keep) with probability 1 - p, each element independently, drawn from
     torch's default generator."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     bits = torch.randint(-(2 ** 63), 2 ** 63 - 1, ((n + 1) // 2,), dtype=torch.int64).view(torch.int32)[:n]
     return bits.view(shape) >= _INT32_MIN + round(p * 2 ** 32)
 
@@ -107,8 +109,6 @@ def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
 def _sdpa_stand_in(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                    is_causal: bool | None = None, **kwargs):
     """Attention with dropout computed by :func:`attention_with_dropout`; every other call goes to ``sdpa``."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
     special = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "s_aux", "sinks"))
     if dropout == 0 or special or not _fast(query) or kwargs.get("output_attentions"):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -128,8 +128,6 @@ def _sdpa_stand_in(module, query, key, value, attention_mask, dropout: float = 0
 
 def _backbones(model: nn.Module) -> list:
     """The outermost transformers models inside ``model`` that take a registered attention implementation."""
-    from transformers import PreTrainedModel
-
     found, names = [], []
     for name, module in model.named_modules():
         if isinstance(module, PreTrainedModel) and not any(name.startswith(n + ".") or not n for n in names):
@@ -146,9 +144,6 @@ def fast_dropout(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     if not enabled:
         yield model
         return
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

@@ -100,5 +100,6 @@ def main() -> None:
               f"{c['peak_growth_mb']:,.0f} | {c['seconds'] / a['seconds']:.2f}x, "
               f"{c['peak_growth_mb'] / max(a['peak_growth_mb'], 1):.2f}x | {bern * 1e3:.3g}, {keep * 1e3:.3g}")
 
+
 if __name__ == "__main__":
     main()
