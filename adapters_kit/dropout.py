@@ -48,12 +48,12 @@ class _Dropout(torch.autograd.Function):
     def forward(ctx, x, keep, scale):
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x.mul(keep).mul_(scale)
+        return torch.where(keep, x, 0).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
+        return torch.where(keep, grad, 0).mul_(ctx.scale), None, None
 
 
 class FastDropout(nn.Dropout):
@@ -86,13 +86,19 @@ class _AttentionDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, k, v, probs, keep = ctx.saved_tensors
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
         grad = grad * ctx.survive
-        dv = torch.matmul(torch.where(keep, probs, 0).transpose(-1, -2), grad)
-        dprobs = torch.where(keep, torch.matmul(grad, v.transpose(-1, -2)), 0)
-        dscores = torch._softmax_backward_data(dprobs, probs, -1, probs.dtype)
-        del dprobs
-        dq = torch.matmul(dscores, k).mul_(ctx.scale)
-        dk = torch.matmul(dscores.transpose(-1, -2), q).mul_(ctx.scale)
+        dropped = torch.where(keep, probs, 0)
+        dv = torch.matmul(dropped.transpose(-1, -2), grad) if need_v else None
+        if not (need_q or need_k):
+            return None, None, dv, None, None, None, None
+        # softmax backward of the dropped probabilities' gradient where(keep, g v^T, 0), in place:
+        # probs * where(keep, g v^T, 0) = dropped * g v^T, and dscores = that - probs * its row sums
+        dscores = torch.matmul(grad, v.transpose(-1, -2)).mul_(dropped)
+        del dropped
+        dscores.addcmul_(probs, dscores.sum(-1, keepdim=True), value=-1)
+        dq = torch.matmul(dscores, k).mul_(ctx.scale) if need_q else None
+        dk = torch.matmul(dscores.transpose(-1, -2), q).mul_(ctx.scale) if need_k else None
         return dq, dk, dv, None, None, None, None
 
 

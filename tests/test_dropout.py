@@ -69,6 +69,21 @@ def test_attention_with_dropout_matches_autograd_of_the_formula(kind):
                                     small)
 
 
+@pytest.mark.parametrize("needs", ["q", "k", "v", "qv", "kv"])
+def test_attention_backward_computes_only_the_gradients_asked_for(needs):
+    # a first block's keys have no adapter below them: its backward needs dq and dv, never dk
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=name in needs) for name in "qkv")
+    keep = keep_mask((2, 3, 5, 5), 0.25)
+    wanted = [t for t in (q, k, v) if t.requires_grad]
+    g = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    got = torch.autograd.grad(attention_with_dropout(q, k, v, None, 0.25, 0.5, keep), wanted, g)
+    want = torch.autograd.grad(_reference(q, k, v, None, keep, 0.25, 0.5), wanted, g)
+    assert len(got) == len(needs)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def _bert(attention_dropout: float, hidden_dropout: float, attention: str = "sdpa"):
     from transformers import BertConfig, BertModel
 
