@@ -7,7 +7,8 @@ Sides:
 - ``trainer-best``: the same with dynamic padding (``DataCollatorWithPadding``) and length-grouped sampling;
 - ``adapters-kit``: ``AdapterTrainer`` with exactly the shared settings (LoRA on the same modules, same lr...);
 - ``adapters-kit-defaults``: ``AdapterTrainer`` with its own defaults (what a user gets without tuning);
-- ``probe-cached`` / ``probe-reencode``: a probe on cached features against re-encoding every epoch;
+- ``probe-cached`` / ``probe-cached-warm`` / ``probe-reencode``: a probe on cached features (cold, then warm: the
+  cache the cold side filled) against re-encoding every epoch;
 - ``inference``: one LoRA run exported to merged, ONNX and int8, each timed against the eager adapter model.
 
 Every side loads the same clean splits through :func:`adapters_kit.data.load_splits`, so the data, its
@@ -185,13 +186,17 @@ def fixed_step_data(spec: dict[str, Any], tmp: str) -> str:
 
 
 def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:
-    """A linear probe for ``spec['epochs']`` epochs: on features encoded once, or re-encoding every epoch."""
+    """A linear probe for ``spec['epochs']`` epochs: on features encoded once, or re-encoding every epoch. With
+    ``spec['feature_cache']`` the features are kept in (or found in) that folder, so a second side can run warm;
+    without it in a fresh one, cold."""
     import os
 
     from adapters_kit.trainer import AdapterTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ADAPTERS_KIT_CACHE"] = f"{tmp}/cache"  # a cold cache: the first encoding is paid for
+        cache = Path(spec.get("feature_cache") or f"{tmp}/cache")
+        os.environ["ADAPTERS_KIT_CACHE"] = str(cache)
+        before = _entries(cache / "features")
         cfg = TrainConfig(model=spec["model"], data=spec["data"], output=f"{tmp}/run", method="probe",
                           epochs=spec["epochs"], seed=spec["seed"], max_length=spec["max_length"],
                           max_train_samples=spec.get("max_train_samples"),
@@ -199,8 +204,14 @@ def _probe_side(spec: dict[str, Any], cached: bool) -> dict[str, Any]:
         start = time.perf_counter()
         metrics = AdapterTrainer(cfg).train()
         seconds = time.perf_counter() - start
+        after = _entries(cache / "features")
     return {"train_seconds": seconds, "accuracy": metrics["test"]["accuracy"],
-            "f1_macro": metrics["test"]["f1_macro"], "samples": metrics["train"]["train_samples"]}
+            "f1_macro": metrics["test"]["f1_macro"], "samples": metrics["train"]["train_samples"],
+            "cache_entries_before": before, "cache_entries_after": after}
+
+
+def _entries(folder: Path) -> int:
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
 
 
 def _latency_ms(predict, batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
@@ -262,6 +273,7 @@ SIDES = {
     "adapters-kit": lambda s: _adapters_kit_side(s, defaults=False),
     "adapters-kit-defaults": lambda s: _adapters_kit_side(s, defaults=True),
     "probe-cached": lambda s: _probe_side(s, cached=True),
+    "probe-cached-warm": lambda s: _probe_side(s, cached=True),
     "probe-reencode": lambda s: _probe_side(s, cached=False),
     "inference": _inference_side,
 }

@@ -46,9 +46,15 @@ def test_quick_bench_runs_every_side_and_derives_the_ratios(tiny_model_dir, text
         {"min": min(per_round), "median": sum(per_round) / 2, "max": max(per_round)})
     assert lora["ratios"]["samples_per_second_C_over_A"] == pytest.approx(
         lora["sides"]["adapters-kit"]["samples_per_second"] / lora["sides"]["trainer-tutorial"]["samples_per_second"])
-    r, c = probe["sides"]["probe-reencode"], probe["sides"]["probe-cached"]
+    r, c, w = (probe["sides"][s] for s in ("probe-reencode", "probe-cached", "probe-cached-warm"))
     assert probe["ratios"]["speedup_cached"] == pytest.approx(r["train_seconds"] / c["train_seconds"])
+    assert probe["ratios"]["speedup_cached_warm"] == pytest.approx(r["train_seconds"] / w["train_seconds"])
     assert c["accuracy"] == pytest.approx(r["accuracy"])  # the same probe, computed twice over
+    assert w["accuracy"] == c["accuracy"] and w["f1_macro"] == c["f1_macro"]  # ... and a third time, from the cache
+    # cold: the cache starts empty and gets train's and validation's features; warm: finds both, writes nothing
+    assert (r["cache_entries_before"], r["cache_entries_after"]) == (0, 0)
+    assert (c["cache_entries_before"], c["cache_entries_after"]) == (0, 2)
+    assert (w["cache_entries_before"], w["cache_entries_after"]) == (2, 2)
     art = inference["sides"]
     assert set(art) == {"eager", "merged", "onnx", "int8"}
     assert {fig["test_examples"] for fig in art.values()} == {12}  # the capped test split, as the training sides
