@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from adapters_kit.checkpoint import read_json
+from adapters_kit.atomic import write_text
+from adapters_kit.checkpoint import read_json, read_labels
 from adapters_kit.config import WRAPPING_METHODS
 from adapters_kit.errors import UserError
 
@@ -78,11 +79,11 @@ class CardData:
     def from_run(cls, directory: str | Path, load_id: str | None = None) -> "CardData":
         """Read a run folder's JSON files; ``load_id`` defaults to the folder's path."""
         root = Path(directory)
-        raw = read_json(root / "labels.json")["id2label"]
+        labels = list(read_labels(root).names)
         png = "confusion_matrix.png" if (root / "confusion_matrix.png").exists() else None
         return cls(load_id=load_id or str(root), cfg=read_json(root / "train_config.json"),
                    info=read_json(root / "run_info.json"), metrics=read_json(root / "metrics.json"),
-                   labels=[raw[str(i)] for i in range(len(raw))], confusion_matrix=png)
+                   labels=labels, confusion_matrix=png)
 
     @property
     def modality(self) -> str:
@@ -217,12 +218,11 @@ def render_card(data: CardData) -> str:
     return env.get_template(TEMPLATE).render(**data.context())
 
 
+def card_text(directory: str | Path, load_id: str | None = None) -> str:
+    """The card of a run folder, rendered (nothing written)."""
+    return render_card(CardData.from_run(Path(directory), load_id))
+
+
 def write_card(directory: str | Path, load_id: str | None = None) -> Path:
     """Render the card of a run folder into its ``README.md`` (atomic write); returns the path."""
-    root = Path(directory)
-    text = render_card(CardData.from_run(root, load_id))
-    path = root / "README.md"
-    tmp = path.with_name(".README.md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(Path(directory) / "README.md", card_text(directory, load_id))

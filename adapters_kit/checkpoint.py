@@ -1,7 +1,9 @@
 """Local run folders: save (atomically) and load adapter + head + labels + processor + config + metrics.
 
-A run folder is complete or absent: everything is written into a hidden temporary sibling and renamed into
-place at the end, so an interrupted run never leaves a folder that looks finished.
+A run folder is complete or absent: everything, report and card included, is written into a hidden temporary
+sibling that takes the folder's name in one step at the end (:mod:`adapters_kit.atomic`), so an interrupted run
+never leaves a folder that looks finished. Which folders may be written at all is :mod:`adapters_kit.output`'s
+rule. Loading checks every file before it is used and names the damaged one in a single line.
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from adapters_kit.adapters import build_adapter
+from adapters_kit.atomic import atomic_dir, write_json, write_text
 from adapters_kit.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
 from adapters_kit.data import LabelMap
@@ -25,80 +27,35 @@ from adapters_kit.errors import UserError
 from adapters_kit.heads import build_head
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import AdapterClassifier, feature_dim
-from adapters_kit.resume import PREFIX, STATE, list_checkpoints
+from adapters_kit.output import MANIFEST_KEY, RUN, RUN_INFO, RUN_MARKER, claim, remove_partial
+from adapters_kit.resume import STATE, list_checkpoints
 
 FORMAT_VERSION = 1
-RUN_MARKER = "train_config.json"
 
 
-def check_output(directory: str | Path, overwrite: bool, resume: bool = False,
-                 resume_from: str | None = None) -> Path | None:
-    """Check the output folder before any work; returns the checkpoint to resume from, if any.
-
-    A folder holding anything is refused, unless it is a finished run and ``overwrite`` is set, or holds only the
-    checkpoints of an unfinished run and ``resume`` (continue) or ``overwrite`` (start again) is set.
-    """
+def check_output(directory: str | Path, overwrite: bool, resume: bool = False, resume_from: str | None = None,
+                 inputs: list[Path] | tuple = ()) -> Path | None:
+    """Check the output folder before any work (:func:`adapters_kit.output.claim`); returns the checkpoint to
+    resume from, if any. ``inputs``: local paths the run reads, which the folder must not hold."""
     path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--output {path} is a file; choose a folder path")
-    check_writable(path)
+    found = claim(path, RUN, overwrite=overwrite, resume=resume, continuing=resume_from is not None,
+                  inputs=inputs)
     if resume_from is not None:
         if not (Path(resume_from) / STATE).exists():
             raise UserError(f"--resume-from {resume_from} is not a complete checkpoint folder (no {STATE}); "
                             f"give one of the run's checkpoint-* folders")
         return Path(resume_from)
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-    if (path / RUN_MARKER).exists():
-        if resume or not overwrite:
-            raise UserError(f"--output {path} holds a finished run; there is nothing to resume" if resume else
-                            f"--output {path} already holds a run; pass --overwrite to replace it or choose "
-                            f"another folder")
-    elif entries and all(p.name.startswith(PREFIX) for p in entries) and (resume or not overwrite):
-        if not resume:
-            raise UserError(f"--output {path} holds checkpoints of an unfinished run; pass --resume to continue "
-                            f"it or --overwrite to start again")
+    if resume:
         if not list_checkpoints(path):
             raise UserError(f"--output {path} holds no complete checkpoint; run again without --resume")
         return list_checkpoints(path)[-1]
-    elif entries and not all(p.name.startswith(PREFIX) for p in entries):
-        raise UserError(f"--output {path} already holds files that are not a run; choose an empty or new folder")
-    elif resume:
-        raise UserError(f"--output {path} holds no checkpoint to resume; run again without --resume")
-    for old in list_checkpoints(path):  # starting again: an earlier run's checkpoints must not mix with this one's
-        shutil.rmtree(old)
+    if found.state == "unfinished":  # starting again: an earlier run's checkpoints must not mix with this one's
+        remove_partial(path, RUN)
+    elif found.state == "finished":  # the old run stays until the new one replaces it, but not its checkpoints
+        for old in list_checkpoints(path):
+            shutil.rmtree(old)
     shutil.rmtree(tracker_dir(path), ignore_errors=True)  # nor its tracker logs
     return None
-
-
-def check_writable(path: Path) -> None:
-    """Fail before any work, not after training, when the run folder cannot be written where asked."""
-    parent = path.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise UserError(f"--output {path} cannot be written ({e.strerror or e}); choose a writable folder") from None
-
-
-@contextmanager
-def atomic_dir(directory: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``directory`` only if the block finishes."""
-    final = Path(directory).resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            os.replace(final, old / final.name)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def tracker_dir(output: str | Path) -> Path:
@@ -108,18 +65,21 @@ def tracker_dir(output: str | Path) -> Path:
     return final.parent / f".{final.name}.logs"
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+def _link_tree(src: Path, dst: Path) -> None:
+    """``src`` into ``dst`` as hard links (no copy of the bytes; the originals stay until the swap)."""
+    try:
+        shutil.copytree(src, dst, copy_function=os.link)
+    except OSError:  # a file system without hard links
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
 
 
 def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any, cfg: TrainConfig,
              labels: LabelMap, metrics: dict[str, Any], info: dict[str, Any], log: list[dict],
-             state: dict[str, Any] | None = None) -> Path:
+             state: dict[str, Any] | None = None, finish: Callable[[Path], Any] | None = None) -> Path:
     """Write a complete run folder; returns its path. ``state``: the whole model's state dict as
-    ``Accelerator.get_state_dict`` gathers it (full tensors under FSDP / ZeRO-3); default: the module's own."""
+    ``Accelerator.get_state_dict`` gathers it (full tensors under FSDP / ZeRO-3); default: the module's own.
+    ``finish(folder)`` writes further files (report, card) into the folder before it takes its name."""
     state = state if state is not None else model.state_dict()
     check_gathered(state)
     backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
@@ -128,19 +88,24 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         build_adapter(cfg.adapter_method).save(model.backbone, str(tmp), backbone_state)
         save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
-        save_config(cfg, tmp / "train_config.json")
+        save_config(cfg, tmp / RUN_MARKER)
         write_json(tmp / "labels.json", {"id2label": {str(i): n for i, n in labels.id2label.items()},
                                          "label2id": labels.label2id})
-        write_json(tmp / "run_info.json", {"format_version": FORMAT_VERSION, **info})
+        write_json(tmp / RUN_INFO, {"format_version": FORMAT_VERSION, **info})
         write_json(tmp / "metrics.json", metrics)
-        (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+        write_text(tmp / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
         check_weights_saved(tmp)
-        # Last, once everything else is written: a failed write above must not take the checkpoints (which
-        # --resume needs) or the tracker logs down with the temporary folder.
-        for kept in list_checkpoints(directory):  # the checkpoints the loop kept move into the finished run
-            os.replace(kept, tmp / kept.name)
+        if finish is not None:
+            finish(tmp)
+        # The checkpoints the loop kept and the tracker files join the run as hard links: until the swap below,
+        # the originals stay where --resume finds them.
+        for kept in list_checkpoints(directory):
+            _link_tree(kept, tmp / kept.name)
         if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
-            os.replace(tracker_dir(directory), tmp / "logs")
+            _link_tree(tracker_dir(directory), tmp / "logs")
+        write_json(tmp / RUN_INFO, {"format_version": FORMAT_VERSION, **info,
+                                    MANIFEST_KEY: sorted(os.listdir(tmp))})  # run_info.json among them
+    shutil.rmtree(tracker_dir(directory), ignore_errors=True)
     return Path(directory)
 
 
@@ -185,15 +150,67 @@ class LoadedRun:
                                 label_column=label_column or self.info.get("label_column"))
 
 
-def read_json(path: Path) -> Any:
-    """A run folder's JSON file, or a one-line UserError saying it is missing or corrupt."""
+def read_json(path: Path, expect: type | None = None) -> Any:
+    """A run folder's JSON file, or a one-line UserError saying it is missing, corrupt, or (``expect``) not of
+    the expected shape."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path.parent} is not a complete run folder ({path.name} is missing); "
                         f"point to a folder written by adapters-kit train") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is corrupt ({e.msg}); retrain or restore the run folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is corrupt ({getattr(e, 'msg', None) or e.reason}); retrain or restore the run "
+                        f"folder") from None
+    if expect is not None and not isinstance(value, expect):
+        raise damaged(path, f"a JSON {type(value).__name__} where a {expect.__name__} belongs")
+    return value
+
+
+def damaged(path: Path, why: str) -> UserError:
+    """The one-line error for a run-folder file that is there but not what adapters-kit wrote."""
+    return UserError(f"{path} is damaged ({why}); retrain or restore the run folder")
+
+
+def read_labels(root: Path) -> LabelMap:
+    """``labels.json``'s names in id order, checked: a mapping ``id2label`` of ids 0..n-1 to names."""
+    path = root / "labels.json"
+    raw = read_json(path, dict).get("id2label")
+    if not isinstance(raw, dict) or sorted(raw) != sorted(str(i) for i in range(len(raw))) or len(raw) < 2:
+        raise damaged(path, "id2label must map the ids 0..n-1 (n >= 2) to label names")
+    names = [raw[str(i)].strip() or None if isinstance(raw[str(i)], str) else None for i in range(len(raw))]
+    if None in names or len(set(names)) != len(names):
+        raise damaged(path, "its label names must be distinct and not blank")
+    return LabelMap(tuple(names))
+
+
+def read_run_config(root: Path) -> TrainConfig:
+    """``train_config.json`` as a config; a key or value this version does not know names the file."""
+    path = root / RUN_MARKER
+    try:
+        return from_dict(read_json(path, dict))
+    except UserError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise UserError(f"{path}: {e}") from None
+
+
+def check_weight_files(root: Path) -> None:
+    """Every ``*.safetensors`` of the run opens as safetensors (header read only), the head among them."""
+    if not (root / "head.safetensors").is_file():
+        raise UserError(f"{root} is not a complete run folder (head.safetensors is missing); retrain or restore "
+                        f"the run folder")
+    for path in sorted(root.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise damaged(path, f"not a readable safetensors file: {str(e).splitlines()[0][:120]}") from None
+
+
+def head_classes(state: dict[str, Any]) -> int | None:
+    """How many classes a saved head scores: the length of its last layer's bias."""
+    biases = [(int(k.split(".")[0]), v) for k, v in state.items() if k.endswith("bias") and k.split(".")[0].isdigit()]
+    return int(max(biases, key=lambda kv: kv[0])[1].shape[0]) if biases else None
 
 
 def is_hub_id(name: str) -> bool:
@@ -236,19 +253,23 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"run folder {root} does not exist; give the --output folder of a training run")
-    info = read_json(root / "run_info.json")
+    info = read_json(root / RUN_INFO, dict)
     check_format(root, info)
-    cfg = from_dict(read_json(root / "train_config.json"))
-    raw = read_json(root / "labels.json")["id2label"]
-    labels = LabelMap(tuple(raw[str(i)] for i in range(len(raw))))
+    cfg = read_run_config(root)
+    labels = read_labels(root)
+    check_weight_files(root)
+    head_state = load_file(str(root / "head.safetensors"))
+    if head_classes(head_state) not in (None, len(labels)):
+        raise damaged(root / "labels.json", f"it lists {len(labels)} labels but head.safetensors scores "
+                                            f"{head_classes(head_state)} classes")
     modality = get_modality(info.get("modality", "text"), cfg)
     path = resolve_base(root, cfg, info, base_model)
     processor = modality.load_processor(str(root))
     try:
         backbone = build_adapter(cfg.adapter_method).load(modality.load_backbone(path, processor), str(root))
         head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
-        head.load_state_dict(load_file(str(root / "head.safetensors")))
-    except (ValueError, RuntimeError, KeyError) as e:  # missing target modules, tensor shape mismatches
+        head.load_state_dict(head_state)
+    except (ValueError, RuntimeError, KeyError, SafetensorError) as e:  # missing target modules, shape mismatches
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise UserError(f"the adapter or head in {root} does not match base model {path} ({reason}); load it with "
                         f"the model it was trained on (API: base_model=...)") from None

@@ -24,9 +24,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from adapters_kit.checkpoint import LoadedRun, atomic_dir, load_run, write_json
+from adapters_kit.atomic import atomic_dir, write_json
+from adapters_kit.checkpoint import LoadedRun, load_run
 from adapters_kit.errors import UserError
 from adapters_kit.modeling import AdapterClassifier, feature_dim
+from adapters_kit.output import EXPORT, claim, input_paths
 
 REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
 AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "image": "AutoModelForImageClassification",
@@ -258,8 +260,7 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
                max_samples: int | None = None) -> dict[str, Any]:
     """Write the ``to`` artefact of a run into ``output``; returns ``{"rows": [...], "checks": [...]}``."""
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--output {out} already exists and is not empty; choose a new folder")
+    claim(out, EXPORT, inputs=input_paths(str(run_dir), data))
     run = load_run(run_dir)
     # read before anything is written: data or a split that cannot be read is refused with no folder left behind
     batches = measure_batches(run, data, split, max_samples)

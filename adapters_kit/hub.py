@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters_kit.card import write_card
-from adapters_kit.checkpoint import RUN_MARKER
+from adapters_kit.atomic import write_text
+from adapters_kit.card import card_text
 from adapters_kit.errors import UserError
+from adapters_kit.output import RUN_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +66,28 @@ def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revi
     """
     _check_repo_id(repo_id)
     root = Path(directory)
-    files = files_to_push(root)
+    files = sorted(set(files_to_push(root)) | {"README.md"})
     if dry_run:
-        return PushResult(repo_url=repo_id, commit_url=None, files=sorted(set(files) | {"README.md"}))
-    write_card(root, load_id=repo_id)
-    files = files_to_push(root)
-    from huggingface_hub import HfApi
+        return PushResult(repo_url=repo_id, commit_url=None, files=files)
+    # The uploaded card names repo_id; the local one is rewritten only once the upload went through, so a failed
+    # push changes nothing in the run folder.
+    card = card_text(root, load_id=repo_id)
+    from huggingface_hub import CommitOperationAdd, HfApi
 
+    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=card.encode() if n == "README.md" else
+                                     str(root / n)) for n in files]
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(root), allow_patterns=files, revision=revision,
-                                 commit_message=commit_message or f"Upload adapters_kit run {root.name}",
-                                 repo_type="model")
+        info = api.create_commit(repo_id=repo_id, operations=operations, revision=revision, repo_type="model",
+                                 commit_message=commit_message or f"Upload adapters_kit run {root.name}")
     except Exception as e:
         if _is_network_error(e):
-            raise UserError(f"push to {repo_id} failed: {_first_line(e)}") from None
+            raise UserError(f"push to {repo_id} failed: {_first_line(e)}; nothing in {root} was changed") from None
         raise
+    write_text(root / "README.md", card)
     log.info("pushed %d files to %s", len(files), url)
     return PushResult(repo_url=str(url), commit_url=getattr(info, "commit_url", None), files=files)
 

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from adapters_kit.atomic import atomic_file
+
 
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend, imported when the first figure is drawn: a training
@@ -25,10 +27,11 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

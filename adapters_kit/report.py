@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from rich.table import Table
 
+from adapters_kit.atomic import atomic_file
 from adapters_kit.checkpoint import read_json
 from adapters_kit.plots import confusion_matrix_png, curves_png, reliability_png
 
@@ -97,14 +97,12 @@ def write_report(run_dir: str | Path) -> list[Path]:
 def write_mistakes(path: str | Path, rows: list[dict[str, Any]], inputs: Sequence[Any], names: Sequence[str]) -> Path:
     """CSV of the most confident mistakes: input preview, true label, predicted label, score."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "input", "true", "predicted", "score"])
         for r in rows:
             preview = " ".join(str(inputs[r["index"]]).split())[:200]
             w.writerow([r["index"], preview, names[r["true"]], names[r["predicted"]], f"{r['score']:.6f}"])
-    os.replace(tmp, path)
     return path
 
 

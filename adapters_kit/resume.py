@@ -23,8 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adapters_kit.errors import UserError
+from adapters_kit.output import CHECKPOINT_PREFIX
 
-PREFIX = "checkpoint-"
+PREFIX = CHECKPOINT_PREFIX
 STATE = "state.json"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 RESUME_KEYS_FREE = ("resume", "resume_from", "overwrite", "save_steps", "save_total_limit")
@@ -86,15 +87,34 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> 
 
 def save_checkpoint(output: str | Path, accelerator, model, optimizer, scheduler, position: Position,
                     best: dict[str, torch.Tensor] | None, config: dict[str, Any]) -> Path:
-    """Write ``checkpoint-<step>`` (every process writes its RNG state; the main process the rest)."""
+    """Write ``checkpoint-<step>`` (every process writes its RNG state; the main process the rest). A write that
+    fails (a full disk) removes its temporary folder and stops the run with one line; earlier checkpoints stay."""
     final = Path(output) / f"{PREFIX}{position.step}"
     tmp = Path(output) / f".{final.name}.tmp"
-    rank = accelerator.process_index
     if accelerator.is_main_process:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    try:
+        _write_checkpoint(tmp, accelerator, model, optimizer, scheduler, position, best, config)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"could not write checkpoint {final} ({e.strerror or e}); the run stopped and the "
+                        f"unfinished checkpoint was removed: free space, then run the same command with --resume "
+                        f"(or --overwrite to start again)") from None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _write_checkpoint(tmp: Path, accelerator, model, optimizer, scheduler, position: Position,
+                      best: dict[str, torch.Tensor] | None, config: dict[str, Any]) -> None:
+    rank = accelerator.process_index
     tensors, values = _rng_state()
     save_file(tensors, str(tmp / f"rng_{rank}.safetensors"))
     (tmp / f"rng_{rank}.json").write_text(json.dumps(values))
@@ -105,21 +125,28 @@ def save_checkpoint(output: str | Path, accelerator, model, optimizer, scheduler
         state = {"epoch": position.epoch, "batch": position.batch, "step": position.step, "config": config,
                  "num_processes": accelerator.num_processes, **position.extra}
         (tmp / STATE).write_text(json.dumps(state))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
+
+
+STATE_SHAPE = {"epoch": int, "batch": int, "step": int, "config": dict}
+"""The keys of ``state.json`` resuming reads, with their types."""
+
+
+def _check_shape(path: Path, state: Any, keys: tuple[str, ...]) -> None:
+    """``state.json`` is a mapping holding ``keys`` with their :data:`STATE_SHAPE` types, or one line says not."""
+    wrong = [k for k in keys if not isinstance(state, dict) or not isinstance(state.get(k), STATE_SHAPE[k])
+             or isinstance(state.get(k), bool)]
+    if wrong:
+        raise UserError(f"{path / STATE} is damaged ({', '.join(wrong)} missing or of the wrong type); resume from "
+                        f"another checkpoint or start again with --overwrite")
 
 
 def check_resumable(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's ``state.json``, after checking it belongs to the same run settings."""
     try:
         state = json.loads((path / STATE).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         raise UserError(f"{path} is not a complete checkpoint (no readable {STATE}); choose another") from None
+    _check_shape(path, state, ("config",))
     saved = {k: v for k, v in {**RECORDED_SINCE, **state.get("config", {})}.items() if k not in RESUME_KEYS_FREE}
     now = {k: v for k, v in config.items() if k not in RESUME_KEYS_FREE}
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
@@ -132,6 +159,7 @@ def check_resumable(path: Path, config: dict[str, Any]) -> dict[str, Any]:
 def load_checkpoint(path: Path, state: dict[str, Any], accelerator, model, optimizer,
                     scheduler) -> tuple[Position, dict[str, torch.Tensor] | None]:
     """Restore weights, optimizer, scheduler and this process's RNG; returns the position and the best weights."""
+    _check_shape(path, state, ("epoch", "batch", "step"))
     if state.get("num_processes", 1) != accelerator.num_processes:
         raise UserError(f"checkpoint {path} was written by {state['num_processes']} process(es), this launch has "
                         f"{accelerator.num_processes}; resume with the same launch")

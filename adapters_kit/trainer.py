@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
@@ -19,9 +18,10 @@ from transformers import AutoConfig
 
 from adapters_kit import __version__
 from adapters_kit.adapters import ADAPTERS, build_adapter
+from adapters_kit.atomic import write_json
 from adapters_kit.card import write_card
 from adapters_kit.catalog import resolve_model
-from adapters_kit.checkpoint import LoadedRun, check_output, load_run, save_run, tracker_dir, write_json
+from adapters_kit.checkpoint import LoadedRun, check_output, load_run, read_json, save_run, tracker_dir
 from adapters_kit.config import OBJECTIVE_METHODS, WRAPPING_METHODS, TrainConfig
 from adapters_kit.data import load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
@@ -34,6 +34,7 @@ from adapters_kit.loop import train as train_loop
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import build_model
 from adapters_kit.objectives import BatchStream, DomainAdversarial, Joint, Objective
+from adapters_kit.output import input_paths
 from adapters_kit.pretrain import pretrain
 from adapters_kit.report import write_mistakes, write_report
 from adapters_kit.resume import Checkpointing
@@ -151,7 +152,9 @@ class AdapterTrainer:
     def train(self) -> dict[str, Any]:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
         cfg, acc = self.cfg, self.accelerator
-        resume_from = check_output(cfg.output, cfg.overwrite, cfg.resume, cfg.resume_from)
+        resume_from = check_output(cfg.output, cfg.overwrite, cfg.resume, cfg.resume_from,
+                                   inputs=input_paths(cfg.data, cfg.model, cfg.pretrain_data, cfg.target_data,
+                                                      cfg.source_data))
         path, modality_name = resolve_model(cfg.model)
         modality = get_modality(modality_name, cfg)
         processor = _load_processor(modality, path)
@@ -215,14 +218,15 @@ class AdapterTrainer:
             if trained:
                 info.update(trained_blocks=trained, blocks=blocks)
             try:
+                # The report and the card go in before the folder takes its name (the card after the adapter's
+                # save, which removes PEFT's own stub README).
                 save_run(cfg.output, model=acc.unwrap_model(model), processor=processor, cfg=cfg,
-                         labels=splits.labels, metrics=metrics, info=info, log=result.log, state=state)
+                         labels=splits.labels, metrics=metrics, info=info, log=result.log, state=state,
+                         finish=lambda tmp: (write_report(tmp), write_card(tmp, load_id=str(cfg.output))))
             except OSError as e:  # disk full, permissions changed mid-run: the atomic write left nothing behind
                 raise UserError(f"could not write the run folder {cfg.output} ({e.strerror or e}); nothing was "
                                 f"written (checkpoints, if any, are kept): free space or choose another folder "
                                 f"and run again") from None
-            write_report(cfg.output)
-            write_card(cfg.output)  # after save_run, which removed PEFT's own stub README
         acc.wait_for_everyone()
         return metrics
 
@@ -397,6 +401,9 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     Columns default to the ones the run was trained with.
     """
     run = load_run(directory)
+    path = Path(directory) / "metrics.json"
+    # Read (and so checked) before the evaluation runs: a corrupt file is found in seconds, not after it.
+    everything = read_json(path, dict) if path.exists() else {}
     cfg = run.data_config(data, text_column, label_column)
     acc = accelerator or Accelerator()
     with acc.main_process_first():
@@ -412,8 +419,6 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
                        errors=errors)
     mistakes = metrics.pop("mistakes", None)
     if acc.is_main_process:
-        path = Path(directory) / "metrics.json"
-        everything = json.loads(path.read_text()) if path.exists() else {}
         everything[split] = metrics
         write_json(path, everything)
         write_report(directory)

@@ -7,7 +7,7 @@ import pytest
 
 PKG = Path(__file__).parents[1] / "adapters_kit"
 LAYER = {
-    "errors": 0, "config": 0, "registry": 0, "memory": 0,
+    "errors": 0, "config": 0, "registry": 0, "memory": 0, "atomic": 0, "output": 0,
     "catalog": 1, "convert": 1, "dropout": 1, "media": 1, "metrics": 1, "modalities": 1, "heads": 1, "adapters": 1,
     "objectives": 1,
     "data": 2, "modeling": 2, "features": 2, "solvers": 2,
