@@ -9,14 +9,15 @@ next to ``sweep.json`` (every trial's parameters and score, ranked).
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from adapters_kit.atomic import atomic_dir, write_json
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.errors import UserError
+from adapters_kit.output import SWEEP, claim, input_paths
 from adapters_kit.trainer import AdapterTrainer, resolve_config
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -79,8 +80,8 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
         raise UserError("--trials must be a positive integer")
     space = parse_space(space_spec or default_space(cfg))
     out = Path(cfg.output)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise UserError(f"--output {out} is not empty; choose a new folder or pass --overwrite")
+    claim(out, SWEEP, overwrite=cfg.overwrite,
+          inputs=input_paths(cfg.data, cfg.model, cfg.pretrain_data, cfg.target_data, cfg.source_data))
     if sampler == "grid":
         ranges = [n for n, s in space.items() if s[0] == "range"]
         if ranges:
@@ -91,13 +92,22 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
     else:
         cls = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
         chosen = cls(seed=cfg.seed)
-    if out.exists() and cfg.overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     metric = cfg.best_metric
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, sampler=chosen)
+    # Trials run inside a hidden temporary folder that becomes ``output`` only once the sweep is done: an
+    # interrupted sweep leaves no half-filled folder, and --overwrite replaces a finished one only then.
+    with atomic_dir(out) as tmp:
+        result = _search(cfg, study, space, trials, tmp, sampler, print_fn)
+        write_json(tmp / "sweep.json", result)
+    return result
+
+
+def _search(cfg: TrainConfig, study, space: dict[str, tuple], trials: int, out: Path, sampler: str,
+            print_fn) -> dict[str, Any]:
+    """Run the trials into ``out``; keep the best as ``out/best``; returns ``sweep.json``'s content."""
+    metric, direction = cfg.best_metric, study.direction.name.lower()
     rows: list[dict[str, Any]] = []
 
     def objective(trial) -> float:
@@ -122,11 +132,9 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
     for r in rows[1:]:
         shutil.rmtree(out / r["folder"], ignore_errors=True)
     (out / best["folder"]).rename(out / "best")
-    result = {"metric": f"validation {metric}", "direction": direction, "sampler": sampler,
-              "space": {n: list(s[1:]) if s[0] == "range" else s[1] for n, s in space.items()},
-              "best": {**best, "folder": "best"}, "trials": rows}
-    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return {"metric": f"validation {metric}", "direction": direction, "sampler": sampler,
+            "space": {n: list(s[1:]) if s[0] == "range" else s[1] for n, s in space.items()},
+            "best": {**best, "folder": "best"}, "trials": rows}
 
 
 def _typed(params: dict[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,10 @@ FOLDER_CASES = [
                                                             str(w["hidden"])], "already exists and is not empty"),
     ("export into the run it exports", lambda w: ["export", str(w["run"]), "--to", "int8", "--output",
                                                   str(w["run"])], "holds this command's input"),
+    ("sweep into a folder with hidden entries", lambda w: ["sweep", *train(w, w["hidden"], "--overwrite")[1:],
+                                                           "--trials", "1"], "holds files that are not a sweep"),
+    ("sweep into a finished run", lambda w: ["sweep", *train(w, w["run"], "--overwrite")[1:], "--trials", "1"],
+     "holds files that are not a sweep"),
     ("intermediate folders for a command that fails", lambda w: train(w, w["root"] / "new" / "deep" / "run",
                                                                       "--lr", "-1"), "lr must be > 0"),
     ("intermediate folders, bad data", lambda w: train(w, w["root"] / "new" / "deep" / "run",
@@ -206,3 +210,15 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_partial_checkpoint(world, tmp
     assert "--resume" in last
     leftovers = sorted(p.name for p in out.rglob("*")) if out.exists() else []
     assert leftovers == [], leftovers
+
+
+def test_a_sweep_replaces_only_a_sweep_it_wrote(world, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *train(world, out)[1:], "--trials", "1", "--space", "lr=0.01,0.02"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best", "sweep.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # built beside it, renamed at the end
+    assert main([*argv, "--overwrite"]) == 0
+    (out / "todo.txt").write_text("mine")
+    assert_one_line_error(main, [*argv, "--overwrite"], "entries adapters-kit did not write (todo.txt)", capsys,
+                          tmp_path)
