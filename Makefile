@@ -1,4 +1,4 @@
-# The interface: `make demo` (install + main job) and `make test` (install + test suite).
+# The interface: `make demo` (install + main job) and `make test` (install + test suite); `make docs` builds the site.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -13,8 +13,11 @@ SYSTEM := espeak-ng
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# mkdocs-material and a plugin print a notice about MkDocs 2.0 on every build; it is not about this site.
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast docs lint clean
 
 install: $(STAMP)
 
@@ -39,5 +42,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not integration"
 
+# The documentation site (mkdocs.yml, docs/); the reference pages are generated from the code by docs/gen_ref.py.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -22,7 +22,7 @@ from adapters_kit.adapters import build_adapter
 from adapters_kit.atomic import atomic_dir, write_json, write_text
 from adapters_kit.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
-from adapters_kit.data import LabelMap
+from adapters_kit.data import LabelMap, normalize_label
 from adapters_kit.errors import UserError
 from adapters_kit.heads import build_head
 from adapters_kit.modalities import get_modality
@@ -86,6 +86,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     with atomic_dir(directory) as tmp:
         build_adapter(cfg.adapter_method).save(model.backbone, str(tmp), backbone_state)
+        _name_hub_base(tmp, cfg.model)
         save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
         save_config(cfg, tmp / RUN_MARKER)
@@ -107,6 +108,14 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
                                     MANIFEST_KEY: sorted(os.listdir(tmp))})  # run_info.json among them
     shutil.rmtree(tracker_dir(directory), ignore_errors=True)
     return Path(directory)
+
+
+def _name_hub_base(folder: Path, model: str) -> None:
+    """A backbone given as a Hub id trains from its cached snapshot folder; PEFT's ``adapter_config.json`` names
+    the id instead (what ``AutoPeftModel`` and the Hub resolve on any machine), not this machine's cache path."""
+    path = folder / "adapter_config.json"
+    if is_hub_id(model) and path.is_file():
+        write_json(path, {**read_json(path, dict), "base_model_name_or_path": model})
 
 
 def check_gathered(state: dict[str, Any]) -> None:
@@ -177,7 +186,10 @@ def read_labels(root: Path) -> LabelMap:
     raw = read_json(path, dict).get("id2label")
     if not isinstance(raw, dict) or sorted(raw) != sorted(str(i) for i in range(len(raw))) or len(raw) < 2:
         raise damaged(path, "id2label must map the ids 0..n-1 (n >= 2) to label names")
-    names = [raw[str(i)].strip() or None if isinstance(raw[str(i)], str) else None for i in range(len(raw))]
+    try:
+        names = [normalize_label(raw[str(i)]) for i in range(len(raw))]
+    except TypeError as e:
+        raise damaged(path, str(e)) from None
     if None in names or len(set(names)) != len(names):
         raise damaged(path, "its label names must be distinct and not blank")
     return LabelMap(tuple(names))

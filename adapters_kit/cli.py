@@ -28,7 +28,9 @@ TRAIN_FLAGS = {
     "output": (str, "run folder to write"),
     "epochs": (int, None), "max_steps": (int, "stop after N optimizer steps"), "lr": (float, None),
     "batch_size": (int, None), "eval_batch_size": (int, None),
-    "grad_accum_steps": (int, None), "max_length": (int, None), "seed": (int, None),
+    "grad_accum_steps": (int, None),
+    "max_length": (int, "tokens kept per text (not given: 128, or the model's limit when it has fewer positions)"),
+    "seed": (int, "0..4294967295"),
     "text_column": (str, None), "label_column": (str, None), "val_fraction": (float, None),
     "max_train_samples": (int, None), "max_eval_samples": (int, "at most N examples of each held-out split"),
     "weight_decay": (float, None), "warmup_ratio": (float, None),
@@ -66,8 +68,38 @@ TRAIN_FLAGS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line the way every other user error is reported: one line, exit 2.
+
+    argparse's own ``error`` prints the whole usage block (dozens of lines for ``train``) before the message, which
+    buries it. Subparsers are made from the parser's class, so they inherit this."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see {self.prog} --help")
+
+    def parse_args(self, args=None, namespace=None):
+        # An unknown flag after a command is found by the top-level parser; name the command's help, not the top's.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            raise UserError(f"unrecognized arguments: {' '.join(extras)}; see "
+                            f"{self.prog}{' ' + command if command else ''} --help")
+        return parsed
+
+
+def _repo_id(value: str) -> str:
+    """``--repo-id``, checked by the Hub's own naming rules while the command line is read (dry runs too)."""
+    from adapters_kit.hub import _check_repo_id
+
+    try:
+        _check_repo_id(value)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--repo-id ")) from None  # argparse names the flag
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adapters-kit", description="Transfer learning with adapters and probes.")
+    p = _Parser(prog="adapters-kit", description="Transfer learning with adapters and probes.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an adapter or probe and write a run folder")
@@ -123,10 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
     cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
     cd.add_argument("run_dir")
-    cd.add_argument("--repo-id", help="Hub repo the how-to-load snippet names (default: the run folder)")
+    cd.add_argument("--repo-id", type=_repo_id, help="Hub repo the how-to-load snippet names (default: the run "
+                                                     "folder)")
     pu = sub.add_parser("push", help="upload a run folder's publishable files to a Hub model repo")
     pu.add_argument("run_dir")
-    pu.add_argument("--repo-id", required=True, help="user/name")
+    pu.add_argument("--repo-id", required=True, type=_repo_id, help="user/name")
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--revision", help="branch to commit to (created if missing); default main")
     pu.add_argument("--commit-message")
@@ -324,7 +357,11 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UserError as e:  # a bad command line (see _Parser): --debug may not even have been read yet
+        print(f"adapters-kit: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command in ("train", "sweep", "eval", "predict", "bench", "export"):

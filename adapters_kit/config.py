@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
                     "top_k_accuracy", "roc_auc", "log_loss", "ece")
 LOWER_IS_BETTER = ("log_loss", "ece")
+DEFAULT_MAX_LENGTH = 128
+"""Tokens per text when ``max_length`` is not given (fewer for a backbone with fewer positions)."""
+MAX_SEED = 2**32 - 1
+"""numpy's ``np.random.seed`` (which accelerate's ``set_seed`` calls) takes 0..2**32 - 1 only."""
 OBJECTIVE_METHODS = ("dann", "joint")
 """Methods that add a loss to an adapter chosen with ``adapter``."""
 WRAPPING_METHODS = (*OBJECTIVE_METHODS, "autoencoder-pretrain")
@@ -63,10 +68,11 @@ class TrainConfig:
     """Examples per batch when evaluating or encoding features."""
     grad_accum_steps: int = 1
     """Micro-batches accumulated into one optimizer step."""
-    max_length: int = 128
-    """Tokens kept per text (longer texts are truncated; batches are padded only to their longest)."""
+    max_length: int | None = None
+    """Tokens kept per text (longer texts are truncated; batches are padded only to their longest). ``None``: 128,
+    or the backbone's limit when its position table holds fewer; a value above that limit is refused."""
     seed: int = 42
-    """Seed for initialisation, shuffling and dropout."""
+    """Seed for initialisation, shuffling and dropout: an integer in 0..2**32 - 1 (numpy's seed range)."""
     text_column: str | None = None
     """Input column; detected from common names when not given."""
     label_column: str | None = None
@@ -190,13 +196,15 @@ class TrainConfig:
             if not cond:
                 raise UserError(f"invalid config: {msg}")
 
+        _check_types(self)
+        need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")
         need(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
              f"epochs must be a positive integer, got {self.epochs!r}")
-        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "max_length", "lora_r", "top_k",
+        for name in ("batch_size", "eval_batch_size", "grad_accum_steps", "lora_r", "top_k",
                      "unfreeze_k", "probe_epochs", "pretrain_epochs"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("eval_steps", "early_stopping_patience", "max_steps"):
+        for name in ("eval_steps", "early_stopping_patience", "max_steps", "max_length"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, int) and value >= 1),
                  f"{name} must be a positive integer, got {value!r}")
@@ -262,18 +270,54 @@ class TrainConfig:
 
 
 _NONE = {None, "none", "None", "null", "~", ""}
+_KINDS = ("bool", "int", "float", "str", "dict")
+_KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string",
+               "dict": "a mapping"}
+
+
+def _kind(annotation: str) -> str:
+    """The base type of a field's annotation: ``int | None`` -> ``int``, ``dict[str, Any]`` -> ``dict``."""
+    first = annotation.split(" | ")[0]
+    return next((k for k in _KINDS if first.startswith(k)), "str")
+
+
+def _type_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a field of this kind, or None. ``None`` passes: optionality is checked per field.
+    A bool is never a number here (Python counts True as 1, a config must not), and a float must be finite."""
+    if value is None:
+        return None
+    if kind == "int":
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        fits = isinstance(value, {"bool": bool, "str": str, "dict": dict}[kind])
+    return None if fits else f"must be {_KIND_WORDS[kind]}, got {value!r}"
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Every field holds its declared type, whether the config came from YAML, flags or Python."""
+    for f in dataclasses.fields(cfg):
+        problem = _type_problem(_kind(str(f.type)), getattr(cfg, f.name))
+        if problem:
+            raise UserError(f"invalid config: {f.name} {problem}")
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
-    """Turn a YAML or command-line value into the field's type, or say which key is wrong and why."""
+    """Turn a YAML or command-line value into the field's type, or say which key is wrong and why.
+
+    Strings are parsed (the CLI passes every value as text; ``true`` / ``false`` for bools). A YAML bool
+    (``yes``, ``true``...) is refused for number and text fields: ``epochs: yes`` is a mistake, not 1. Numbers are
+    accepted for text fields (a column named ``1``) and kept as their text."""
     optional = "None" in annotation
     if value in _NONE if isinstance(value, str) or value is None else False:
         if optional:
             return None
         raise UserError(f"invalid config: {name} cannot be empty")
-    kinds = [k for k in ("bool", "int", "float", "str", "dict") if k in annotation.split(" | ")[0]]
-    kind = kinds[0] if kinds else "str"
+    kind = _kind(annotation)
     try:
+        if isinstance(value, bool) and kind != "bool":
+            raise ValueError
         if kind == "float":
             return float(value)
         if kind == "int":
@@ -283,10 +327,22 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         if kind == "bool":
             return value if isinstance(value, bool) else {"true": True, "false": False}[str(value).lower()]
         if kind == "dict":
-            return dict(value)
+            # Earlier versions read a mapping back as its text ("{}"); such run folders still load.
+            return dict(yaml.safe_load(value) or {}) if isinstance(value, str) else dict(value)
+        if not isinstance(value, (str, int, float)):
+            raise ValueError
         return str(value)
-    except (ValueError, TypeError, KeyError):
-        raise UserError(f"invalid config: {name} must be {kind}, got {value!r}") from None
+    except (ValueError, TypeError, KeyError, OverflowError, yaml.YAMLError):
+        raise UserError(f"invalid config: {name} must be {_KIND_WORDS[kind]}, got {value!r}") from None
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """``value`` as config field ``name``'s type, exactly as a YAML value or flag would be (for callers that
+    build configs from text of their own, such as the sweep's search space)."""
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise UserError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(fields))}")
+    return _coerce(name, fields[name], value)
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:

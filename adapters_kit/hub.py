@@ -52,9 +52,20 @@ class PushResult:
 
 
 def _check_repo_id(repo_id: str) -> None:
+    """``user/name`` (a push needs the owner), and a name the Hub accepts: its own rules, checked before anything is
+    read or sent, so that a typo fails here and not after an upload started."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
         raise UserError(f"--repo-id {repo_id!r} must look like user/name")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        reason = _first_line(e).rstrip(".")
+        raise UserError(f"--repo-id {repo_id!r} is not a valid Hub repo id ({reason}); use letters, digits, '-', "
+                        f"'_' and '.' in user/name") from None
 
 
 def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters_kit.atomic import atomic_dir, write_json
-from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
+from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field
 from adapters_kit.errors import UserError
 from adapters_kit.output import SWEEP, claim, input_paths
 from adapters_kit.trainer import AdapterTrainer, resolve_config
@@ -31,42 +31,62 @@ def default_space(cfg: TrainConfig) -> str:
     return space + ("; lora_r=4,8,16" if cfg.adapter_method in ("lora", "dora", "lp-ft", "loha", "lokr") else "")
 
 
-def _number(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
 def parse_space(spec: str) -> dict[str, tuple]:
-    """``name -> ("range", low, high, log)`` or ``("choice", values)``; names must be config fields."""
-    known = {f.name for f in fields(TrainConfig)}
+    """``name -> ("range", low, high, log)`` or ``("choice", values)``; names must be config fields, range bounds
+    numbers for a numeric field, choices values of the field's type (read as a flag's text would be)."""
+    kinds = {f.name: str(f.type).split(" | ")[0] for f in fields(TrainConfig)}
     space: dict[str, tuple] = {}
     for part in [p.strip() for p in spec.split(";") if p.strip()]:
         name, sep, values = part.partition("=")
-        name = name.strip()
-        if not sep or not values.strip():
+        name, values = name.strip(), values.strip()
+        if not sep or not values:
             raise UserError(f"bad --space part {part!r}: write name=low..high [log] or name=a,b,c")
-        if name not in known or name in ("model", "data", "output", "method"):
+        if name not in kinds or name in ("model", "data", "output", "method"):
             raise UserError(f"--space names {name!r}, which is not a hyper-parameter of TrainConfig")
-        values = values.strip()
-        if ".." in values:
-            bounds, _, scale = values.partition(" ")
-            low, _, high = bounds.partition("..")
-            try:
-                lo, hi = float(low), float(high)
-            except ValueError:
-                raise UserError(f"bad --space range {values!r} for {name}: write low..high") from None
-            if not lo < hi or (scale.strip() == "log" and lo <= 0):
-                raise UserError(f"bad --space range for {name}: need low < high (and low > 0 for log)")
-            space[name] = ("range", lo, hi, scale.strip() == "log")
-        else:
-            space[name] = ("choice", [_number(v) for v in values.split(",") if v.strip()])
+        space[name] = _range(name, values, kinds[name]) if ".." in values else _choices(name, values, part)
     if not space:
         raise UserError("--space is empty; give at least one name=values part")
     return space
+
+
+def _range(name: str, values: str, kind: str) -> tuple:
+    bounds, _, scale = values.partition(" ")
+    low, _, high = bounds.partition("..")
+    try:
+        lo, hi = float(low), float(high)
+    except ValueError:
+        raise UserError(f"bad --space range {values!r} for {name}: write low..high") from None
+    if kind not in ("int", "float"):
+        raise UserError(f"bad --space range for {name}: it is not a number; give choices a,b,c")
+    if not lo < hi or (scale.strip() == "log" and lo <= 0):
+        raise UserError(f"bad --space range for {name}: need low < high (and low > 0 for log)")
+    return ("range", lo, hi, scale.strip() == "log")
+
+
+def _choices(name: str, values: str, part: str) -> tuple:
+    """Each choice coerced as the config coerces a flag (``lora_r=4,8`` ints, ``flip=true,false`` bools); a value
+    the field cannot hold is refused here, naming it."""
+    texts = [v.strip() for v in values.split(",") if v.strip()]
+    if not texts:
+        raise UserError(f"bad --space part {part!r}: write name=a,b,c")
+    try:
+        return ("choice", [coerce_field(name, v) for v in texts])
+    except UserError as e:
+        raise UserError(f"bad --space value in {part!r}: {str(e).removeprefix('invalid config: ')}; fix it in "
+                        f"--space") from None
+
+
+def check_space(cfg: TrainConfig, space: dict[str, tuple]) -> None:
+    """Every choice and both ends of every range make a config that validates and resolves (names, the model's
+    limits), so that a bad value fails before the sweep folder or any trial exists, not at trial 5."""
+    for name, s in space.items():
+        values = s[1] if s[0] == "choice" else list(s[1:3])
+        for value in [_typed({name: v})[name] for v in values]:  # as a trial would pass it (an int rank stays int)
+            try:
+                resolve_config(cfg.replace(**{name: value}))
+            except UserError as e:
+                raise UserError(f"bad --space value {name}={value!r}: {str(e).removeprefix('invalid config: ')}; "
+                                f"fix it in --space") from None
 
 
 def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, sampler: str = "tpe",
@@ -79,6 +99,7 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
     if trials < 1:
         raise UserError("--trials must be a positive integer")
     space = parse_space(space_spec or default_space(cfg))
+    check_space(cfg, space)
     out = Path(cfg.output)
     claim(out, SWEEP, overwrite=cfg.overwrite,
           inputs=input_paths(cfg.data, cfg.model, cfg.pretrain_data, cfg.target_data, cfg.source_data))

@@ -20,7 +20,7 @@ from adapters_kit import __version__
 from adapters_kit.adapters import ADAPTERS, build_adapter
 from adapters_kit.atomic import write_json
 from adapters_kit.card import write_card
-from adapters_kit.catalog import resolve_model
+from adapters_kit.catalog import fit_max_length, resolve_model
 from adapters_kit.checkpoint import LoadedRun, check_output, load_run, read_json, save_run, tracker_dir
 from adapters_kit.config import OBJECTIVE_METHODS, WRAPPING_METHODS, TrainConfig
 from adapters_kit.data import load_inputs, load_splits, make_loader, prepare
@@ -63,7 +63,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if attention_dropout is None:
         attention_dropout = adapter.default_attention_dropout
     return cfg.replace(lr=cfg.lr or adapter.default_lr, epochs=cfg.epochs or adapter.default_epochs,
-                       pooling=pooling, attention_dropout=attention_dropout)
+                       pooling=pooling, attention_dropout=attention_dropout,
+                       max_length=fit_max_length(cfg.model, cfg.max_length))
 
 
 def _cpu_has_bf16() -> bool:
@@ -406,12 +407,9 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     everything = read_json(path, dict) if path.exists() else {}
     cfg = run.data_config(data, text_column, label_column)
     acc = accelerator or Accelerator()
-    with acc.main_process_first():
-        splits = load_splits(cfg, run.modality, labels=run.labels)
+    with acc.main_process_first():  # a lone file (eval --data new.csv) is the test split, nothing carved from it
+        splits = load_splits(cfg, run.modality, labels=run.labels, lone="test")
     ds = splits.split(split, data)
-    unknown = splits.report["unknown_labels"].get(split, 0)
-    if unknown:
-        log.warning("%d example(s) of %s have labels the run never saw; they are not scored", unknown, split)
     prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False,
                          group_by_length=cfg.group_by_length)

@@ -1,4 +1,5 @@
-"""Build a source -> target domain-shift pair from packaged corpora (for the README's DANN / joint table).
+"""Build a source -> target domain-shift pair from packaged corpora (for the DANN / joint table in
+docs/guides/domain-shift.md).
 
 Source: BBC News articles (edited news prose) of three topics. Target: 20 Newsgroups posts (lower-cased, letters
 only, informal) mapped onto the same labels: rec.sport.* -> sports, comp.* -> tech, talk.politics.* -> politics.

@@ -107,10 +107,20 @@ def test_json_lines_and_tsv(tmp_path):
 
 
 def test_unknown_eval_labels_are_counted_not_scored(tmp_path, text_files):
+    """A few rows of a class the run never saw are counted and left out; a third of the rows is an error
+    (``MAX_DROPPED_SHARE``), no longer a quiet drop."""
+    import csv
+
     labels = LabelMap(("business", "sport"))
-    s = load_splits(TrainConfig(data=f"train={text_files['train']}"), COLS, labels=labels)
-    assert s.report["unknown_labels"]["train"] > 0
+    rows = [(f"doc {i}", "business" if i % 2 else "sport") for i in range(40)] + [("doc x", "tech"), ("doc y", "tech")]
+    s = load_splits(TrainConfig(data=write_csv(tmp_path / "few.csv", rows)), COLS, labels=labels)
+    assert s.report["unknown_labels"]["train"] == 2
+    assert sum(s.report["sizes"].values()) == 40
     assert set(s.datasets["train"]["label"]) <= {0, 1}
+    with open(text_files["train"], newline="") as fh:
+        tech = sum(row["label"] == "tech" for row in csv.DictReader(fh))
+    with pytest.raises(UserError, match=rf"split 'train' loses {tech} of its 93 rows .* labels the run never had"):
+        load_splits(TrainConfig(data=f"train={text_files['train']}"), COLS, labels=labels)
 
 
 def test_max_train_samples_keeps_test_untouched(text_files):

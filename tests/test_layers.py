@@ -10,7 +10,7 @@ LAYER = {
     "errors": 0, "config": 0, "registry": 0, "memory": 0, "atomic": 0, "output": 0,
     "catalog": 1, "convert": 1, "dropout": 1, "media": 1, "metrics": 1, "modalities": 1, "heads": 1, "adapters": 1,
     "objectives": 1,
-    "data": 2, "modeling": 2, "features": 2, "solvers": 2,
+    "data": 2, "data_files": 2, "modeling": 2, "features": 2, "solvers": 2,
     "loop": 3, "pretrain": 3, "evaluation": 3, "checkpoint": 3, "resume": 3,
     "inference": 4, "card": 4, "hub": 4, "export": 4, "plots": 4, "report": 4,
     "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5, "bench": 5, "bench_sides": 5, "sweep": 5,
@@ -18,7 +18,8 @@ LAYER = {
 L1_PEERS = {"modalities", "heads", "adapters", "objectives"}
 ONLY = {"accelerate": {"loop", "evaluation", "checkpoint", "inference", "hub", "export", "cli", "trainer"},
         # bench_sides holds the hand-written Trainer + PEFT baseline the benchmark compares against.
-        "peft": {"adapters", "checkpoint", "bench_sides"}, "datasets": {"data", "modalities", "features", "cli"},
+        "peft": {"adapters", "checkpoint", "bench_sides"},
+        "datasets": {"data", "data_files", "modalities", "features", "cli"},
         "huggingface_hub": {"hub"}, "optuna": {"sweep"}, "matplotlib": {"plots"}, "rich": {"report", "cli"}}
 
 

@@ -122,6 +122,28 @@ def test_overwrite_replaces_only_a_run_it_wrote(world, tmp_path, capsys):
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+def test_eval_on_labels_the_run_never_saw_keeps_the_metrics(world, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    alien = write_csv(tmp_path / "alien.csv", [(t, "weather") for t, _ in make_texts(3, seed=5)])
+    line = assert_one_line_error(main, ["eval", str(run), "--data", f"train={world['train']},test={alien}"],
+                                 "split 'test'", capsys, run)
+    assert "weather" in line or "never" in line, line
+    assert_one_line_error(main, ["eval", str(run), "--data", alien], "split 'test'", capsys, run)
+
+
+def test_eval_scores_a_lone_file_without_a_train_file(world, tmp_path, capsys):
+    """``eval --data new.csv``: the file is the split scored, whole, as the same file beside a train file."""
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    assert main(["eval", str(run), "--data", world["test"]]) == 0
+    alone = json.loads((run / "metrics.json").read_text())["test"]
+    assert main(["eval", str(run), "--data", world["data"]]) == 0
+    paired = json.loads((run / "metrics.json").read_text())["test"]
+    assert alone["n"] == paired["n"] == len(set(make_texts(5, seed=2)))
+    assert alone["accuracy"] == paired["accuracy"] and alone["confusion_matrix"] == paired["confusion_matrix"]
+
+
 def test_a_failed_push_leaves_the_run_folder_as_it_was(world, tmp_path, capsys):
     """The card names the repo only once the upload went through."""
     run = tmp_path / "run"
