@@ -1,5 +1,5 @@
 """Bad input, one table: each case is a command line, the one-line message it must print, exit code 2, no
-traceback, and no output folder left behind."""
+traceback, no output folder left behind, and a snapshot of the file system before and after: nothing changed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from adapters_kit.cli import main
+from tests.cli_cases import assert_one_line_error
 from tests.conftest import write_csv
 from tests.modality_fixtures import build_family, write_image_folder
 
@@ -96,11 +97,8 @@ CASES = [
 
 @pytest.mark.parametrize("name, argv, message", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2(world, capsys, name, argv, message):
-    code = main(argv(world))
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("adapters-kit: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    assert message in err, err
+    """Every file under the world's folder (the data, the finished runs) is as it was, and no output appears."""
+    assert_one_line_error(main, argv(world), message, capsys, world["root"])
     assert not (world["root"] / "out").exists()
 
 
