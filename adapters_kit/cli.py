@@ -16,56 +16,59 @@ import warnings
 from pathlib import Path
 
 from adapters_kit.catalog import DATASETS, MODELS
-from adapters_kit.config import TrainConfig, load_config
+from adapters_kit.config import TrainConfig, field_docs, field_kind, load_config
 from adapters_kit.errors import TrainingInterrupted, UserError
 
-# train flag -> (type, help); names match TrainConfig fields with '-' for '_'.
-TRAIN_FLAGS = {
-    "model": (str, "built-in name, checkpoint folder or Hub id"),
-    "data": (str, "built-in name, load_dataset id/path, or train=a.csv,test=b.csv"),
-    "method": (str, "lora, dora, loha, lokr, ia3, lp-ft, probe, unfreeze-top-k, full, dann, joint or "
-                      "autoencoder-pretrain"),
-    "output": (str, "run folder to write"),
-    "epochs": (int, None), "max_steps": (int, "stop after N optimizer steps"), "lr": (float, None),
-    "batch_size": (int, None), "eval_batch_size": (int, None),
-    "grad_accum_steps": (int, None),
-    "max_length": (int, "tokens kept per text (not given: 128, or the model's limit when it has fewer positions)"),
-    "seed": (int, "0..4294967295"),
-    "text_column": (str, None), "label_column": (str, None), "val_fraction": (float, None),
-    "max_train_samples": (int, None), "max_eval_samples": (int, "at most N examples of each held-out split"),
-    "weight_decay": (float, None), "warmup_ratio": (float, None),
-    "max_grad_norm": (float, None), "mixed_precision": (str, "no, bf16 or fp16"), "lora_r": (int, None),
-    "lora_alpha": (int, None), "lora_dropout": (float, None),
-    "targets": (str, "attention, mlp, all-linear or module names"), "unfreeze_k": (int, None),
-    "adapter_layers": (int, "PEFT adapters only in the top N blocks; 0: all (default: lora/dora top half, others all)"),
-    "attention_dropout": (float, "dropout on attention probabilities (default: 0 for PEFT methods, else the "
-                                 "backbone's)"),
-    "fast_dropout": (str, "true or false: cheaper dropout masks and attention dropout on CPU (default true)"),
-    "probe_epochs": (int, None), "lp_ft_stage": (str, "lp-ft: lora or full after the probe stage"),
-    "layer_decay": (float, "layer-wise lr decay for full fine-tuning, e.g. 0.8"),
-    "pooling": (str, "mean, cls or last"),
-    "head": (str, "linear or mlp"), "head_dropout": (float, None), "best_metric": (str, None),
-    "eval_steps": (int, None),
-    "eval_splits": (str, "comma-separated, e.g. validation,test"), "early_stopping_patience": (int, None),
-    "top_k": (int, None),
-    "augment": (str, "true or false: augment training images/audio (default: on unless probe)"),
-    "flip": (str, "true or false: horizontal flips in image augmentation"),
-    "audio_seconds": (float, "audio clip length (default: longest training clip, at most 30)"),
-    "probe_solver": (str, "probe: adamw (epochs) or lbfgs (one logistic-regression solve)"),
-    "cache_features": (str, "true or false: probes train on features encoded once"),
-    "group_by_length": (str, "true or false: text batches of similar lengths (default true)"),
-    "adapter": (str, "dann/joint/autoencoder-pretrain: the adapter they train"),
-    "pretrain_data": (str, "autoencoder-pretrain: unlabelled inputs (default: the training inputs)"),
-    "pretrain_epochs": (int, "autoencoder-pretrain: epochs of the reconstruction stage"),
-    "mask_ratio": (float, "autoencoder-pretrain: share masked (default 0.15 of tokens, 0.5 of image/audio cells)"),
-    "target_data": (str, "dann: unlabelled target-domain inputs"),
-    "source_data": (str, "joint: the labelled source-task data"), "joint_lambda": (float, None),
-    "compare_source_only": (str, "dann: true also trains the adapter without the domain loss"),
-    "report_to": (str, "trackers: tensorboard, wandb (offline), mlflow, ... (default: none)"),
-    "save_steps": (int, "also checkpoint every N optimizer steps (always at each epoch end)"),
-    "save_total_limit": (int, "checkpoints kept: the newest N plus the best"),
-    "resume_from": (str, "continue from this checkpoint folder"),
-}
+NOT_FLAGS = ("extra",)
+"""Config fields with no flag (free-form notes: YAML or the Python API only). Every other field of ``TrainConfig``
+is a flag of ``train`` and ``sweep``, made from the field itself: its name, type and docstring."""
+SWEEP_SKIPS = ("resume", "resume_from")
+"""Fields that mean nothing for a whole sweep (each trial is a fresh run)."""
+TYPES = {"int": int, "float": float}
+
+
+def config_flags(skip: tuple[str, ...] = ()) -> list[str]:
+    """The config fields that are flags, in ``TrainConfig``'s order."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_FLAGS + skip]
+
+
+class _Switch(argparse.Action):
+    """A boolean flag as ``BooleanOptionalAction`` makes it (``--augment`` / ``--no-augment``) that also takes
+    ``true`` or ``false`` as a value (``--augment false``), as the config does."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        negative = [f"--no-{o[2:]}" for o in option_strings if o.startswith("--")]
+        super().__init__([*option_strings, *negative], dest, nargs="?", metavar="true|false", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"argument {option_string}: takes no value")
+            values = "false"
+        setattr(namespace, self.dest, "true" if values is None else values)
+
+
+def _summary(doc: str) -> str:
+    """A field docstring's first sentence, as plain text for --help (``%`` escaped for argparse)."""
+    first = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
+    cut = first.find(". ")
+    return (first if cut < 0 else first[:cut + 1]).replace("%", "%%")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    docs = field_docs()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name in config_flags(skip):
+        help_ = f"{_summary(docs.get(name, ''))} (default: {defaults[name]})"
+        flag = "--" + name.replace("_", "-")
+        if field_kind(name) == "bool":
+            parser.add_argument(flag, action=_Switch, default=None, help=help_)
+        else:
+            parser.add_argument(flag, type=TYPES.get(field_kind(name), str), default=None, help=help_)
+
+
+def _overrides(args, names: list[str]) -> list[str]:
+    return [f"{k}={v}" for k in names if (v := getattr(args, k)) is not None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,18 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an adapter or probe and write a run folder")
     t.add_argument("--config", help="YAML config; flags override its values")
-    for name, (typ, help_) in TRAIN_FLAGS.items():
-        field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-        t.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=(help_ + "; " if help_ else "") + f"default: {field.default}")
-    t.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
-    t.add_argument("--resume", action="store_true", default=None,
-                   help="continue from the newest complete checkpoint in --output (same command otherwise)")
+    _add_config_flags(t)
     w = sub.add_parser("sweep", help="hyper-parameter search over training runs (optuna), best run kept")
     w.add_argument("--config", help="YAML config; flags override its values")
-    for name, (typ, help_) in TRAIN_FLAGS.items():
-        w.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_)
-    w.add_argument("--overwrite", action="store_true", default=None, help="replace an existing sweep folder")
+    _add_config_flags(w, skip=SWEEP_SKIPS)
     w.add_argument("--space", help="e.g. 'lr=1e-4..1e-2 log; weight_decay=0..0.1; lora_r=4,8,16' (default: that, "
                                    "around the method's lr)")
     w.add_argument("--trials", type=int, default=8)
@@ -193,8 +188,7 @@ def _show(table, width: int = 100) -> None:
 def cmd_train(args) -> int:
     from adapters_kit.trainer import AdapterTrainer
 
-    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite", "resume"] if (v := getattr(args, k)) is not None]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _overrides(args, config_flags()))
     from adapters_kit.report import metrics_table
 
     metrics = AdapterTrainer(cfg).train()
@@ -208,8 +202,7 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from adapters_kit.sweep import run_sweep
 
-    overrides = [f"{k}={v}" for k in [*TRAIN_FLAGS, "overwrite"] if (v := getattr(args, k)) is not None]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _overrides(args, config_flags(SWEEP_SKIPS)))
     result = run_sweep(cfg, args.space, args.trials, args.sampler)
     metric = result["metric"].split()[-1]
     names = list(result["space"])

@@ -5,7 +5,9 @@ This module imports neither torch nor transformers, so the CLI can validate flag
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -46,7 +48,8 @@ class TrainConfig:
     ``train=a.csv,test=b.csv`` (CSV, TSV, JSON, JSONL, Parquet)."""
     method: str = "lora"
     """Adapter strategy: ``lora``, ``dora``, ``loha``, ``lokr``, ``ia3`` (PEFT), ``lp-ft``, ``probe`` (frozen
-    backbone), ``unfreeze-top-k`` (top blocks train) or ``full``; the head always trains."""
+    backbone), ``unfreeze-top-k`` (top blocks train), ``full``, or ``dann``, ``joint``, ``autoencoder-pretrain``
+    around the adapter named by ``adapter``; the head always trains."""
     output: str = "runs/latest"
     """Run folder to write; refused if it holds another run, unless ``overwrite``."""
     epochs: int | None = None
@@ -273,6 +276,21 @@ _NONE = {None, "none", "None", "null", "~", ""}
 _KINDS = ("bool", "int", "float", "str", "dict")
 _KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string",
                "dict": "a mapping"}
+
+
+def field_docs() -> dict[str, str]:
+    """Field name -> the docstring written under it in this file (the one description of each setting: the CLI's
+    help and the configuration reference are made from it)."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig").body
+    return {stmt.target.id: inspect.cleandoc(nxt.value.value) for stmt, nxt in zip(body, body[1:])
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)}
+
+
+def field_kind(name: str) -> str:
+    """The base type of config field ``name``: ``bool``, ``int``, ``float``, ``str`` or ``dict``."""
+    return _kind(str(next(f.type for f in dataclasses.fields(TrainConfig) if f.name == name)))
 
 
 def _kind(annotation: str) -> str:

@@ -186,3 +186,32 @@ def test_dataset_folder_through_load_dataset(tiny_model_dir, text_files, tmp_pat
     import pandas as pd
 
     assert metrics["test"]["n"] == pd.read_csv(text_files["test"])["text"].nunique()  # test keeps its unique texts
+
+
+def test_every_config_field_but_extra_is_a_flag_and_booleans_are_switches():
+    """The flags come from TrainConfig itself: each field (dashes for underscores) with its type; a boolean works
+    as ``--x`` / ``--no-x`` (argparse's BooleanOptionalAction) and still takes true / false."""
+    import dataclasses
+
+    from adapters_kit import UserError
+    from adapters_kit.cli import _overrides, _parser, config_flags
+    from adapters_kit.config import TrainConfig, load_config
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert config_flags() == [n for n in fields if n != "extra"]
+
+    def cfg(*flags):
+        args = _parser().parse_args(["train", *flags])
+        return load_config(None, _overrides(args, config_flags()))
+
+    assert cfg("--compare-source-only").compare_source_only is True
+    assert cfg("--no-augment").augment is False and cfg("--augment").augment is True
+    assert cfg("--augment", "false").augment is False and cfg("--fast-dropout", "true").fast_dropout is True
+    assert cfg("--overwrite").overwrite is True and cfg().augment is None
+    assert cfg("--epochs", "3", "--lr", "0.01").epochs == 3
+    with pytest.raises(UserError, match="--no-augment: takes no value"):
+        cfg("--no-augment", "true")
+    with pytest.raises(UserError, match="argument --epochs: invalid int value"):
+        cfg("--epochs", "two")
+    sweep = _parser().parse_args(["sweep", "--no-flip"])
+    assert sweep.flip == "false" and not hasattr(sweep, "resume")
