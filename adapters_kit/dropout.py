@@ -15,6 +15,7 @@ exported refers to this module. Tensors on other devices, half precision and aut
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from typing import Iterator
@@ -24,6 +25,11 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+log = logging.getLogger(__name__)
+BUILT_FOR = {"transformers": (5,), "torch": (2,)}
+"""Major versions this module's stand-ins were written and tested against (transformers' attention and mask
+registries, torch's CPU sdpa); on others :func:`fast_dropout` leaves the model as it is."""
 
 _INT32_MIN = -(2 ** 31)
 ATTENTION = "adapters_kit_dropout_sdpa"
@@ -143,11 +149,24 @@ def _backbones(model: nn.Module) -> list:
     return found
 
 
+def supported(versions: dict[str, str] | None = None) -> bool:
+    """Whether the installed transformers and torch are versions :data:`BUILT_FOR` names; logs once if not."""
+    import transformers
+
+    versions = versions or {"transformers": transformers.__version__, "torch": torch.__version__}
+    wrong = {k: v for k, v in versions.items() if int(v.split(".")[0]) not in BUILT_FOR[k]}
+    if wrong and not getattr(supported, "_said", False):
+        supported._said = True
+        log.warning("fast_dropout is off: it was built for transformers 5 and torch 2, not %s; training uses "
+                    "PyTorch's own dropout", ", ".join(f"{k} {v}" for k, v in wrong.items()))
+    return not wrong
+
+
 @contextmanager
 def fast_dropout(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     """While the block runs, ``model``'s ``nn.Dropout`` layers are :class:`FastDropout` and its transformers
     backbones compute attention dropout with :func:`attention_with_dropout`; both are restored on exit."""
-    if not enabled:
+    if not enabled or not supported():
         yield model
         return
     swapped = []

@@ -203,3 +203,16 @@ def test_a_model_on_eager_attention_keeps_it_and_trains_with_the_cheaper_masks()
         evaluated = model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert torch.isfinite(out).all() and model.embeddings.word_embeddings.weight.grad is not None
     assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state, evaluated, atol=1e-6)
+
+
+def test_fast_dropout_is_opt_in_and_off_on_versions_it_was_not_built_for(caplog):
+    """Off unless asked for; asked for on a transformers or torch major version it was not written against, it
+    leaves the model untouched and says so once."""
+    import adapters_kit.dropout as dropout
+    from adapters_kit import TrainConfig
+
+    assert TrainConfig().fast_dropout is False
+    assert dropout.supported()  # the installed versions
+    with caplog.at_level("WARNING"):
+        assert not dropout.supported({"transformers": "6.0.0", "torch": "2.13.0"})
+    assert "fast_dropout is off" in caplog.text and "transformers 6.0.0" in caplog.text
