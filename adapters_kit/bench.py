@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from adapters_kit.atomic import write_json
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
 
@@ -265,7 +266,4 @@ def _inference_run(shared: dict[str, Any], data: str, max_length: int, log) -> d
 def write_result(result: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, result)

@@ -22,14 +22,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from adapters_kit.atomic import atomic_dir
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -57,16 +57,9 @@ def cached_build(root: Path, name: str, build: Callable[[Path], Any]) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / ".complete").exists():  # another process finished while we waited
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
-        try:
+        with atomic_dir(final) as tmp:
             build(tmp)
             (tmp / ".complete").write_text("")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
     return final
 
 

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pyarrow as pa
 import torch
 from datasets import Dataset, load_from_disk
 from torch.utils.data import DataLoader, TensorDataset
 
+from adapters_kit.atomic import atomic_dir
 from adapters_kit.catalog import cache_root
 from adapters_kit.modeling import AdapterClassifier
 
@@ -73,17 +70,9 @@ def cached_encode(model: AdapterClassifier, ds: Dataset, loader: DataLoader, dev
         except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, not trusted
             log.warning("feature cache entry %s unreadable (%s); encoding again", path, e)
     features = encode(model, loader, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         Dataset.from_dict({"features": features.tensors[0].numpy(), "label": features.tensors[1].numpy()}) \
             .save_to_disk(str(tmp))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return features, False
 
 
