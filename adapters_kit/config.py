@@ -262,6 +262,10 @@ class TrainConfig:
         """The adapter strategy that trains the backbone: ``adapter`` for the wrapping methods, else ``method``."""
         return self.adapter if self.method in WRAPPING_METHODS else self.method
 
+    def input_specs(self) -> tuple[str | None, ...]:
+        """Every data or model spec the run reads (the output folder must not hold any of them)."""
+        return self.data, self.model, self.pretrain_data, self.target_data, self.source_data
+
     def split_list(self) -> list[str]:
         """``eval_splits`` as a list, validation first."""
         names = [s.strip() for s in self.eval_splits.split(",") if s.strip()]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters_kit.atomic import atomic_dir, write_json
-from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field
+from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field, field_kind
 from adapters_kit.errors import UserError
 from adapters_kit.output import SWEEP, claim, input_paths
 from adapters_kit.trainer import AdapterTrainer, resolve_config
@@ -34,7 +34,7 @@ def default_space(cfg: TrainConfig) -> str:
 def parse_space(spec: str) -> dict[str, tuple]:
     """``name -> ("range", low, high, log)`` or ``("choice", values)``; names must be config fields, range bounds
     numbers for a numeric field, choices values of the field's type (read as a flag's text would be)."""
-    kinds = {f.name: str(f.type).split(" | ")[0] for f in fields(TrainConfig)}
+    kinds = {f.name: field_kind(f.name) for f in fields(TrainConfig)}
     space: dict[str, tuple] = {}
     for part in [p.strip() for p in spec.split(";") if p.strip()]:
         name, sep, values = part.partition("=")
@@ -102,7 +102,7 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
     check_space(cfg, space)
     out = Path(cfg.output)
     claim(out, SWEEP, overwrite=cfg.overwrite,
-          inputs=input_paths(cfg.data, cfg.model, cfg.pretrain_data, cfg.target_data, cfg.source_data))
+          inputs=input_paths(*cfg.input_specs()))
     if sampler == "grid":
         ranges = [n for n, s in space.items() if s[0] == "range"]
         if ranges:
@@ -160,8 +160,7 @@ def _search(cfg: TrainConfig, study, space: dict[str, tuple], trials: int, out: 
 
 def _typed(params: dict[str, Any]) -> dict[str, Any]:
     """Values as the config's field types (a choice of 8 for lora_r stays int, lr stays float)."""
-    kinds = {f.name: str(f.type) for f in fields(TrainConfig)}
-    return {k: (int(v) if kinds[k].startswith("int") and isinstance(v, (int, float)) else v) for k, v in params.items()}
+    return {k: (int(v) if field_kind(k) == "int" and isinstance(v, (int, float)) else v) for k, v in params.items()}
 
 
 def _grid_size(grid: dict[str, list]) -> int:

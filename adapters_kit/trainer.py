@@ -154,8 +154,7 @@ class AdapterTrainer:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
         cfg, acc = self.cfg, self.accelerator
         resume_from = check_output(cfg.output, cfg.overwrite, cfg.resume, cfg.resume_from,
-                                   inputs=input_paths(cfg.data, cfg.model, cfg.pretrain_data, cfg.target_data,
-                                                      cfg.source_data))
+                                   inputs=input_paths(*cfg.input_specs()))
         path, modality_name = resolve_model(cfg.model)
         modality = get_modality(modality_name, cfg)
         processor = _load_processor(modality, path)
