@@ -2,15 +2,22 @@
 
 __version__ = "0.1.0"
 
+from adapters_kit import _moved  # noqa: E402
 from adapters_kit.config import TrainConfig, load_config  # noqa: E402
 from adapters_kit.errors import UserError  # noqa: E402
 
-__all__ = ["AdapterTrainer", "Classifier", "StreamingMetrics", "TrainConfig", "UserError", "__version__",
-           "evaluate_module", "evaluate_run", "load", "load_config"]
+_moved.install()
+
+__all__ = ["AdapterTrainer", "Classifier", "DATASETS", "MODELS", "StreamingMetrics", "TrainConfig", "UserError",
+           "__version__", "evaluate_module", "evaluate_run", "fast_dropout", "load", "load_config", "load_int8"]
 
 _LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit.trainer",
          "StreamingMetrics": "adapters_kit.metrics", "evaluate_module": "adapters_kit.metrics",
-         "Classifier": "adapters_kit.inference", "load": "adapters_kit.inference"}
+         "Classifier": "adapters_kit.inference", "load": "adapters_kit.inference",
+         # the built-in backbones and data sets (`adapters-kit models` / `datasets`): name -> where its files are
+         "DATASETS": "adapters_kit.catalog", "MODELS": "adapters_kit.catalog",
+         # adapters_kit's CPU dropout for any model and loop; the loader of an `export --to int8` folder
+         "fast_dropout": "adapters_kit.dropout", "load_int8": "adapters_kit.export"}
 
 
 def __getattr__(name):

@@ -10,33 +10,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
 from adapters_kit.atomic import write_text
 from adapters_kit.checkpoint import read_json, read_labels
-from adapters_kit.config import WRAPPING_METHODS
+from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
+from adapters_kit.methods import get_recipe
+from adapters_kit.tasks import get_task
 
 TEMPLATE = "model_card.md.j2"
-PEFT_METHODS = ("lora", "dora", "loha", "lokr", "ia3", "lp-ft")
 # Built-in backbones ship inside packages; the card names the Hub checkpoint they are a copy of.
 KNOWN_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
-# The pipeline task of each modality; vision and audio slot in by name.
-PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification", "audio": "audio-classification"}
 EXAMPLE_INPUTS = {"text": '["Shares rose sharply after the results were published."]',
                   "image": '["photo.jpg"]', "audio": '["clip.wav"]'}
 INPUT_KINDS = {"text": "texts", "image": "images", "audio": "audio clips"}
-METHOD_TEXT = {"lora": "a LoRA adapter", "dora": "a DoRA adapter", "loha": "a LoHa adapter", "lokr": "a LoKr adapter",
-               "ia3": "an (IA)^3 adapter",
-               "lp-ft": "a LoRA adapter trained after a linear-probe stage (LP-FT)",
-               "probe": "a linear probe on the frozen backbone", "unfreeze-top-k": "the top blocks fine-tuned",
-               "full": "full fine-tuning",
-               "dann": "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data",
-               "joint": "joint training with a source task (L = L_S + lambda * L_T)",
-               "autoencoder-pretrain": "the adapter pretrained as a denoising autoencoder (masked reconstruction) on "
-                                       "unlabelled in-domain inputs, then fine-tuned"}
 METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
 
 
@@ -90,20 +81,28 @@ class CardData:
         return self.info.get("modality", "text")
 
     @property
-    def adapter_method(self) -> str:
-        """The adapter that trained the backbone (dann, joint and autoencoder-pretrain name it in ``adapter``)."""
-        return self.cfg.get("adapter", "lora") if self.cfg["method"] in WRAPPING_METHODS else self.cfg["method"]
+    def config(self) -> SimpleNamespace:
+        """The saved settings with today's defaults for any an older version did not record."""
+        return SimpleNamespace(**{**TrainConfig().to_dict(), **self.cfg})
+
+    @property
+    def pipeline_tag(self) -> str:
+        return get_task().pipeline_tag(self.modality)
+
+    @property
+    def recipe(self):
+        return get_recipe(self.cfg["method"])
 
     @property
     def is_peft(self) -> bool:
-        return self.adapter_method in PEFT_METHODS and self.cfg.get("lp_ft_stage", "lora") == "lora"
+        return self.recipe.adapter(self.config).peft
 
     def splits(self) -> list[str]:
         return [s for s, m in self.metrics.items() if isinstance(m, dict) and "accuracy" in m]
 
     def front_matter(self) -> dict[str, Any]:
         """The Hub metadata block."""
-        tag = PIPELINE_TAGS.get(self.modality, "text-classification")
+        tag = self.pipeline_tag
         meta: dict[str, Any] = {"library_name": "peft" if self.is_peft else "pytorch"}
         base = hub_base_model(self.cfg["model"])
         if base:
@@ -142,8 +141,8 @@ class CardData:
         sizes = info.get("data_report", {}).get("sizes", {})
         return {
             "front_matter": yaml.safe_dump(self.front_matter(), sort_keys=False, allow_unicode=True).strip(),
-            "title": self.title, "pipeline_tag": PIPELINE_TAGS.get(self.modality, "text-classification"),
-            "method_description": METHOD_TEXT.get(cfg["method"], cfg["method"]),
+            "title": self.title, "pipeline_tag": self.pipeline_tag,
+            "method_description": self.recipe.describe(self.config),
             "base_model": hub_base_model(cfg["model"]), "model": cfg["model"], "dataset": self.dataset,
             "adapters_kit_version": info.get("adapters_kit_version", "?"),
             "trainable_parameters": f"{trainable:,}", "total_parameters": f"{total:,}",
@@ -163,14 +162,7 @@ class CardData:
         cfg = self.cfg
         keys = ["method", "model", "pooling", "head", "epochs", "lr", "batch_size", "grad_accum_steps", "max_length",
                 "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision", "best_metric", "seed"]
-        keys += {"lora": ["lora_r", "lora_alpha", "lora_dropout", "targets"], "ia3": ["targets"],
-                 "unfreeze-top-k": ["unfreeze_k"], "dann": ["adapter", "target_data"],
-                 "joint": ["adapter", "source_data", "joint_lambda"],
-                 "autoencoder-pretrain": ["adapter", "pretrain_data", "pretrain_epochs", "mask_ratio"],
-                 }.get(cfg["method"], [])
-        if self.adapter_method in ("lora", "dora", "loha", "lokr", "lp-ft") and cfg["method"] != "lora":
-            keys += ["lora_r", "lora_alpha", "lora_dropout", "targets"] + (["probe_epochs"] if cfg["method"] ==
-                                                                            "lp-ft" else [])
+        keys += [k for k in self.recipe.card_knobs(self.config) if k not in keys]
         if cfg.get("attention_dropout") is not None:  # set by the run (PEFT methods: 0), not the backbone's own
             keys.append("attention_dropout")
         rows = [(k, cfg.get(k)) for k in keys if k in cfg]

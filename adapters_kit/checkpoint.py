@@ -18,17 +18,17 @@ from typing import Any, Callable
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from adapters_kit.adapters import build_adapter
 from adapters_kit.atomic import atomic_dir, write_json, write_text
 from adapters_kit.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
 from adapters_kit.data import LabelMap, normalize_label
 from adapters_kit.errors import UserError
 from adapters_kit.heads import build_head
+from adapters_kit.methods import get_recipe
 from adapters_kit.modalities import get_modality
 from adapters_kit.modeling import AdapterClassifier, feature_dim
 from adapters_kit.output import MANIFEST_KEY, RUN, RUN_INFO, RUN_MARKER, claim, remove_partial
-from adapters_kit.resume import STATE, list_checkpoints
+from adapters_kit.train.resume import STATE, list_checkpoints
 
 FORMAT_VERSION = 1
 
@@ -46,13 +46,15 @@ def check_output(directory: str | Path, overwrite: bool, resume: bool = False, r
                             f"give one of the run's checkpoint-* folders")
         return Path(resume_from)
     if resume:
-        if not list_checkpoints(path):
+        # The main stage's newest, else (a run stopped in a recipe's pre-stage) that stage's newest.
+        found = list_checkpoints(path) or list_checkpoints(path, None)
+        if not found:
             raise UserError(f"--output {path} holds no complete checkpoint; run again without --resume")
-        return list_checkpoints(path)[-1]
+        return found[-1]
     if found.state == "unfinished":  # starting again: an earlier run's checkpoints must not mix with this one's
         remove_partial(path, RUN)
     elif found.state == "finished":  # the old run stays until the new one replaces it, but not its checkpoints
-        for old in list_checkpoints(path):
+        for old in list_checkpoints(path) + list_checkpoints(path, None):
             shutil.rmtree(old)
     shutil.rmtree(tracker_dir(path), ignore_errors=True)  # nor its tracker logs
     return None
@@ -85,7 +87,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     with atomic_dir(directory) as tmp:
-        build_adapter(cfg.adapter_method).save(model.backbone, str(tmp), backbone_state)
+        get_recipe(cfg.method).adapter(cfg).save(model.backbone, str(tmp), backbone_state)
         _name_hub_base(tmp, cfg.model)
         save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
@@ -278,7 +280,7 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     path = resolve_base(root, cfg, info, base_model)
     processor = modality.load_processor(str(root))
     try:
-        backbone = build_adapter(cfg.adapter_method).load(modality.load_backbone(path, processor), str(root))
+        backbone = get_recipe(cfg.method).adapter(cfg).load(modality.load_backbone(path, processor), str(root))
         head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
         head.load_state_dict(head_state)
     except (ValueError, RuntimeError, KeyError, SafetensorError) as e:  # missing target modules, shape mismatches

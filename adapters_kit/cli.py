@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from adapters_kit.catalog import DATASETS, MODELS
-from adapters_kit.config import TrainConfig, field_docs, field_kind, load_config
+from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, load_config, section_of
 from adapters_kit.errors import TrainingInterrupted, UserError
 
 NOT_FLAGS = ("extra",)
@@ -58,13 +58,14 @@ def _summary(doc: str) -> str:
 def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     docs = field_docs()
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    groups = {section: parser.add_argument_group(f"{section} settings") for section in SECTIONS}
     for name in config_flags(skip):
         help_ = f"{_summary(docs.get(name, ''))} (default: {defaults[name]})"
-        flag = "--" + name.replace("_", "-")
+        flag, group = "--" + name.replace("_", "-"), groups[section_of(name)]
         if field_kind(name) == "bool":
-            parser.add_argument(flag, action=_Switch, default=None, help=help_)
+            group.add_argument(flag, action=_Switch, default=None, help=help_)
         else:
-            parser.add_argument(flag, type=TYPES.get(field_kind(name), str), default=None, help=help_)
+            group.add_argument(flag, type=TYPES.get(field_kind(name), str), default=None, help=help_)
 
 
 def _overrides(args, names: list[str]) -> list[str]:
@@ -134,20 +135,6 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="*")
     pr.add_argument("--file", help="one input per line")
     pr.add_argument("--top-k", type=int, default=1)
-    b = sub.add_parser("bench", help="benchmark adapters_kit against transformers Trainer + PEFT, side by side")
-    b.add_argument("--quick", action="store_true", help="minutes: bbc-news, 64 tokens, 200 examples, 1 epoch")
-    b.add_argument("--scenarios", help="comma-separated, from train-lora, probe, inference, scale, roofline "
-                                                  "(default: all)")
-    b.add_argument("--model", help="backbone (default minilm-l6)")
-    b.add_argument("--data", action="append", help="data spec, repeat for several (default bbc-news and "
-                                                   "20newsgroups)")
-    b.add_argument("--max-length", help="comma-separated token limits (default 128,256)")
-    b.add_argument("--epochs", type=int)
-    b.add_argument("--max-train-samples", type=int)
-    b.add_argument("--max-eval-samples", type=int, help="at most N examples of each held-out split, every side")
-    b.add_argument("--repeats", type=int, help="rounds of the train-lora sides: median figures and per-round "
-                                               "(paired) ratios with their spread (default 1)")
-    b.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
     cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
     cd.add_argument("run_dir")
     cd.add_argument("--repo-id", type=_repo_id, help="Hub repo the how-to-load snippet names (default: the run "
@@ -268,30 +255,6 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    from adapters_kit.bench import BenchConfig, run_bench, write_result
-    from adapters_kit.report import bench_tables
-
-    def listed(value, cast=str):
-        try:
-            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
-        except ValueError:
-            raise UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
-
-    # A flag not given (or an empty list) keeps the default; any number given, 0 too, reaches run_bench's checks.
-    given = dict(model=args.model or None, epochs=args.epochs, max_train_samples=args.max_train_samples,
-                 max_eval_samples=args.max_eval_samples, repeats=args.repeats,
-                 scenarios=args.scenarios and listed(args.scenarios) or None, data=args.data and tuple(args.data),
-                 max_length=args.max_length and listed(args.max_length, int) or None)
-    kw = {k: v for k, v in given.items() if v is not None}
-    cfg = BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)
-    result = run_bench(cfg)
-    for table in bench_tables(result):
-        _show(table, width=150)
-    print(f"written to {write_result(result, args.output)}")
-    return 0
-
-
 def cmd_card(args) -> int:
     from adapters_kit.card import write_card
 
@@ -357,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "sweep", "eval", "predict", "bench", "export"):
+    if args.command in ("train", "sweep", "eval", "predict", "export"):
         _quiet_libraries()
     commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-                "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export, "bench": cmd_bench,
+                "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:
         return commands[args.command](args)

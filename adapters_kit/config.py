@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from adapters_kit.config_sections import SECTIONS as SECTIONS  # noqa: F401  (read by the CLI and the docs)
+from adapters_kit.config_sections import flatten_sections
+from adapters_kit.config_sections import section_of as section_of  # noqa: F401
 from adapters_kit.errors import UserError
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -26,11 +29,6 @@ DEFAULT_MAX_LENGTH = 128
 """Tokens per text when ``max_length`` is not given (fewer for a backbone with fewer positions)."""
 MAX_SEED = 2**32 - 1
 """numpy's ``np.random.seed`` (which accelerate's ``set_seed`` calls) takes 0..2**32 - 1 only."""
-OBJECTIVE_METHODS = ("dann", "joint")
-"""Methods that add a loss to an adapter chosen with ``adapter``."""
-WRAPPING_METHODS = (*OBJECTIVE_METHODS, "autoencoder-pretrain")
-"""Methods that train an adapter chosen with ``adapter`` rather than being an adapter themselves: the objectives,
-and autoencoder pretraining (a reconstruction stage before the supervised one)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,8 @@ class TrainConfig:
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
     times the rate of the block above, embeddings slowest. Off by default; meant for ``full``."""
     lp_ft_stage: str = "lora"
-    """``lp-ft``: what trains after the probe stage, ``lora`` or ``full``."""
+    """``lp-ft``: the adapter that trains after the probe stage (``lora``, ``full`` or any other that trains the
+    backbone)."""
     probe_epochs: int = 10
     """``lp-ft``: epochs of the linear-probe stage (on cached features, at the probe's learning rate 1e-2)."""
     pooling: str | None = None
@@ -198,6 +197,9 @@ class TrainConfig:
     """Free-form notes kept with the run (not used by training)."""
 
     def __post_init__(self):
+        """Each field's own range and type; what a method needs of the other fields its recipe checks
+        (:func:`adapters_kit.methods.validate`)."""
+
         def need(cond: bool, msg: str):
             if not cond:
                 raise UserError(f"invalid config: {msg}")
@@ -233,34 +235,19 @@ class TrainConfig:
              f"save_steps must be a positive integer, got {self.save_steps!r}")
         need(isinstance(self.save_total_limit, int) and self.save_total_limit >= 1,
              f"save_total_limit must be a positive integer, got {self.save_total_limit!r}")
-        need(self.method != "dann" or bool(self.target_data),
-             "dann needs --target-data (unlabelled target-domain inputs)")
-        need(self.method != "joint" or bool(self.source_data), "joint needs --source-data (the labelled source task)")
         need(self.adapter_layers is None or (isinstance(self.adapter_layers, int) and self.adapter_layers >= 0),
              f"adapter_layers must be an integer >= 0 (0: every block), got {self.adapter_layers!r}")
         need(self.attention_dropout is None or 0 <= self.attention_dropout < 1,
              f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         need(self.mask_ratio is None or 0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        need(self.method not in WRAPPING_METHODS or self.adapter not in ("probe", "lp-ft", *WRAPPING_METHODS),
-             f"--adapter {self.adapter} cannot be trained by {self.method}: the backbone must be able to adapt "
-             f"(use lora, dora, loha, lokr, ia3, unfreeze-top-k or full)")
         need(self.audio_seconds is None or 0 < self.audio_seconds <= 30,
              f"audio_seconds must be in (0, 30], got {self.audio_seconds}")
         need(self.layer_decay is None or 0 < self.layer_decay <= 1,
              f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        need(self.lp_ft_stage in ("lora", "full"), f"lp_ft_stage must be lora or full, got {self.lp_ft_stage!r}")
         need(self.probe_solver in ("adamw", "lbfgs"), f"probe_solver must be adamw or lbfgs, got {self.probe_solver!r}")
-        need(self.probe_solver == "adamw" or (self.method == "probe" and self.head == "linear" and self.cache_features),
-             "--probe-solver lbfgs fits a linear head on cached features: use it with --method probe, --head linear "
-             "and --cache-features true")
         need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")
-
-    @property
-    def adapter_method(self) -> str:
-        """The adapter strategy that trains the backbone: ``adapter`` for the wrapping methods, else ``method``."""
-        return self.adapter if self.method in WRAPPING_METHODS else self.method
 
     def input_specs(self) -> tuple[str | None, ...]:
         """Every data or model spec the run reads (the output folder must not hold any of them)."""
@@ -397,6 +384,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise UserError(f"config {path} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
         if not isinstance(values, dict):
             raise UserError(f"config {path} must be a mapping of key: value")
+    values = flatten_sections(values, path)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -320,13 +320,13 @@ def onnx_predictor(path: Path) -> Callable:
     return predict
 
 
-def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None, batch_size: int = 32,
-                  max_eval_samples: int | None = None) -> list[dict[str, torch.Tensor]]:
+def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None,
+                  batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
     """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained): its first
-    ``max_samples`` examples, of the stratified held-out subset ``--max-eval-samples`` draws if that is given."""
+    ``max_samples`` examples."""
     from adapters_kit.data import load_splits, make_loader, prepare
 
-    cfg = run.data_config(data).replace(max_eval_samples=max_eval_samples)
+    cfg = run.data_config(data)
     ds = load_splits(cfg, run.modality, labels=run.labels).split(split, data)
     if max_samples:
         ds = ds.select(range(min(max_samples, len(ds))))

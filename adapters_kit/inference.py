@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from adapters_kit.checkpoint import LoadedRun, is_hub_id, load_run
+from adapters_kit.tasks import get_task
 
 
 class Classifier:
@@ -29,6 +30,7 @@ class Classifier:
         self.labels = list(run.labels.names)
         self.batch_size = batch_size
         self.collate = run.modality.collator(run.processor)
+        self.task = get_task()
 
     @property
     def config(self):
@@ -47,12 +49,7 @@ class Classifier:
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
 
     def __call__(self, inputs: str | Sequence[Any], top_k: int = 1) -> list:
-        probs = self.logits(inputs).softmax(-1)
-        k = max(1, min(top_k, len(self.labels)))
-        scores, ids = probs.topk(k, dim=-1)
-        rows = [[{"label": self.labels[j], "score": float(s)} for s, j in zip(sr.tolist(), ir.tolist())]
-                for sr, ir in zip(scores, ids)]
-        return [r[0] for r in rows] if top_k == 1 else rows
+        return self.task.decode(self.logits(inputs), self.labels, top_k)
 
 
 def load(directory_or_repo: str | Path, batch_size: int = 32, *, revision: str | None = None,

@@ -5,8 +5,9 @@ the same activations every step, so that is what it should do; but the first ste
 batch sizes, no backward), leave the heap cut into free pieces the following steps do not fit into: the steps
 grow the heap beside them while the pieces stay resident. ``malloc_trim(0)`` gives every wholly free page back
 (the address space stays, so nothing moves); the next steps fault in only what they use. Measured with
-``scripts/bench.py`` at the Trainer's settings on BBC: adapters_kit's peak RSS 1,697 MB before, 1,661 and 1,628 MB
-after (README, "Benchmarks").
+``benchmarks/bench.py`` at the Trainer's settings on BBC: adapters_kit's peak RSS 1,697 MB before, 1,661 and
+1,628 MB after (``benchmarks/README.md``, "Memory at identical settings"). Trimming changes no computed value: the
+trained weights are bit-identical with and without it (``tests/test_memory.py``).
 
 Each trim costs the next step the page faults of its activations once. Trimming after *every* step would pay them
 every step, so the loop trims only where the memory's shape changes (see ``TRIM_FIRST_STEPS``).

@@ -156,9 +156,7 @@ class _Files(_Base):
     def augmenting(self) -> bool:
         """On by default for methods that change the backbone; a frozen backbone's features are cached, so
         augmenting them would be pointless."""
-        if self.cfg.augment is not None:
-            return self.cfg.augment
-        return self.cfg.adapter_method not in ("probe",)
+        return bool(self.cfg.augment)  # resolve_config sets None to the method's default
 
     def prepare(self, ds: Dataset, processor: Any, split: str, train: bool) -> Dataset:
         """Drop unreadable files (reported; more than 1% is an error), record each file's stamp (part of the

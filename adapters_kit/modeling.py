@@ -7,10 +7,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from adapters_kit.adapters import block_index, build_adapter
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
 from adapters_kit.heads import POOLERS, build_head
+from adapters_kit.methods import get_recipe
+from adapters_kit.methods.adapters import block_index
 
 
 class AdapterClassifier(nn.Module):
@@ -29,6 +30,15 @@ class AdapterClassifier(nn.Module):
         self.head = head
         self.aux_heads = nn.ModuleDict(aux_heads or {})
         """Heads an objective trains beside the task head (DANN's domain classifier, a joint source head)."""
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the pooled features."""
+        return feature_dim(self.backbone)
+
+    def encoder(self) -> "AdapterClassifier":
+        """The same backbone and pooling without a head: ``forward`` returns the pooled features."""
+        return AdapterClassifier(self.backbone, self.pooling, nn.Identity())
 
     def features(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled backbone output, shape (batch, hidden).
@@ -110,7 +120,7 @@ def feature_dim(backbone: nn.Module) -> int:
 
 def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int,
                 aux_heads: Callable[[int], dict[str, nn.Module]] | None = None) -> AdapterClassifier:
-    """Attach ``cfg.method``'s adapter and a fresh ``cfg.head`` to a loaded backbone.
+    """Attach the adapter ``cfg.method``'s recipe trains and a fresh ``cfg.head`` to a loaded backbone.
 
     ``cfg.pooling`` must be resolved (not None).
 
@@ -120,7 +130,7 @@ def build_model(cfg: TrainConfig, backbone: nn.Module, num_labels: int,
     >>> m.trainable_parameters()[0]   # only the head: 32 * 3 + 3
     99
     """
-    adapter = build_adapter(cfg.adapter_method)
+    adapter = get_recipe(cfg.method).adapter(cfg)
     # The head's initial weights depend on the seed alone, not on how much randomness loading the backbone used.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

@@ -17,6 +17,7 @@ from typing import Any
 from adapters_kit.atomic import atomic_dir, write_json
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field, field_kind
 from adapters_kit.errors import UserError
+from adapters_kit.methods import get_recipe
 from adapters_kit.output import SWEEP, claim, input_paths
 from adapters_kit.trainer import AdapterTrainer, resolve_config
 
@@ -28,7 +29,7 @@ def default_space(cfg: TrainConfig) -> str:
     rank among 4, 8, 16."""
     lr = resolve_config(cfg).lr
     space = f"lr={lr / 10:g}..{lr * 10:g} log; weight_decay=0..0.1"
-    return space + ("; lora_r=4,8,16" if cfg.adapter_method in ("lora", "dora", "lp-ft", "loha", "lokr") else "")
+    return space + ("; lora_r=4,8,16" if get_recipe(cfg.method).adapter(cfg).rank else "")
 
 
 def parse_space(spec: str) -> dict[str, tuple]:

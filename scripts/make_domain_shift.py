@@ -17,7 +17,7 @@ import os
 
 import pandas as pd
 
-from adapters_kit.catalog import DATASETS
+from adapters_kit import DATASETS
 
 MAP = {"rec.sport.": "sports", "comp.": "tech", "talk.politics.": "politics"}
 

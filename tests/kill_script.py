@@ -33,7 +33,7 @@ def _at_training(sig: int) -> None:
 
 
 def _at_checkpoint(sig: int) -> None:
-    import adapters_kit.resume as resume
+    import adapters_kit.train.resume as resume
 
     real = resume.torch.save
 

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,36 @@ def test_every_shipped_yaml_loads(path):
 
 def test_there_are_shipped_configs():
     assert CONFIGS
+
+
+def test_every_field_is_in_exactly_one_section():
+    import dataclasses
+
+    from adapters_kit.config import SECTIONS
+
+    listed = [n for names in SECTIONS.values() for n in names]
+    assert sorted(listed) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert not set(SECTIONS) & set(listed), "a group named like a setting would make YAML ambiguous"
+
+
+def test_yaml_may_group_settings_by_section_or_keep_them_flat(tmp_path):
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text("backbone:\n  model: minilm-l6\n  pooling: mean\noptimisation:\n  lr: 0.001\n  epochs: 3\n"
+                       "method: probe\n")
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("model: minilm-l6\npooling: mean\nlr: 0.001\nepochs: 3\nmethod: probe\n")
+    assert load_config(grouped) == load_config(flat)
+    assert load_config(grouped, ["lr=0.01"]).lr == 0.01  # overrides stay flat
+
+
+@pytest.mark.parametrize("text,message", [
+    ("optimisation:\n  head: mlp\n", "section optimisation holds settings of other sections or unknown ones: "
+                                     "head (in backbone)"),
+    ("optimisation:\n  lrr: 0.1\n", "section optimisation holds settings of other sections or unknown ones: lrr;"),
+    ("lr: 0.1\noptimisation:\n  lr: 0.2\n", "lr is set twice (flat and in its section)"),
+])
+def test_misplaced_grouped_settings_are_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(path)

@@ -174,7 +174,7 @@ def test_the_training_loop_trains_with_fast_dropout_and_hands_back_the_model(ena
     from torch.utils.data import DataLoader
 
     from adapters_kit.config import TrainConfig
-    from adapters_kit.loop import train
+    from adapters_kit.train.loop import train
 
     model = nn.Module()
     model.backbone, model.head = _bert(0.1, 0.1), nn.Sequential(nn.Dropout(0.1), nn.Linear(32, 2))

@@ -172,8 +172,8 @@ def test_offline_evaluate_modules_match_the_streaming_metrics():
 
 
 def test_memory_stays_bounded_as_predictions_grow():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_eval_memory import run
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from eval_memory import run
 
     small, big = run(20_000, 1000, 1000), run(100_000, 1000, 1000)
     assert big["roc_auc_approximate"] and 0.9 < big["roc_auc"] <= 1

@@ -55,8 +55,8 @@ def test_layer_decay_scales_each_block_below_the_head(tiny_model_dir):
     from transformers import BertModel
 
     from adapters_kit import TrainConfig
-    from adapters_kit.loop import make_optimizer
     from adapters_kit.modeling import build_model
+    from adapters_kit.train.loop import make_optimizer
 
     cfg = TrainConfig(method="full", pooling="mean")
     model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=3)

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, BertModel
 
 from adapters_kit import TrainConfig, UserError
-from adapters_kit.adapters import ADAPTERS, select_targets
-from adapters_kit.loop import make_optimizer
+from adapters_kit.methods.adapters import ADAPTERS, select_targets
 from adapters_kit.modeling import build_model
+from adapters_kit.train.loop import make_optimizer
 
 
 def intended(method: str, name: str) -> bool:
@@ -20,7 +20,7 @@ def intended(method: str, name: str) -> bool:
             "full": "pooler" not in name, "unfreeze-top-k": ".layer.1." in name}[method]
 
 
-@pytest.mark.parametrize("method", ADAPTERS.names())
+@pytest.mark.parametrize("method", [*ADAPTERS.names(), "lp-ft"])  # every adapter strategy, and LP-FT
 def test_one_step_changes_exactly_the_intended_parameters(method, tiny_model_dir):
     cfg = TrainConfig(method=method, pooling="mean", unfreeze_k=1, lr=1e-2, lora_dropout=0.0)
     model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=3)
@@ -79,7 +79,7 @@ def test_lp_ft_with_a_full_second_stage(tiny_cfg, tmp_path):
     """The second stage can be full fine-tuning: every backbone weight but the unused pooler trains, from the probed
     head; the run saves the backbone weights (no adapter) and reloads to the same predictions."""
     from adapters_kit import AdapterTrainer, load
-    from adapters_kit.adapters import BACKBONE_WEIGHTS
+    from adapters_kit.methods.adapters import BACKBONE_WEIGHTS
 
     probe = AdapterTrainer(tiny_cfg(method="probe", lr=1e-2, epochs=3, output=str(tmp_path / "p"))).train()
     trainer = AdapterTrainer(tiny_cfg(method="lp-ft", lp_ft_stage="full", lr=1e-12, probe_epochs=3, epochs=1,

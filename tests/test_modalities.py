@@ -160,8 +160,10 @@ def test_image_folder_splits_labels_and_rgb(family_dir, image_root):
 
 def test_augmentation_only_in_training_and_switchable(family_dir, image_root):
     from adapters_kit.data import prepare
+    from adapters_kit.trainer import resolve_config
 
-    cfg = TrainConfig(model=family_dir("vit"), data=image_root, method="lora")
+    # the method's default (on for methods that train the backbone) is filled in when a run starts
+    cfg = resolve_config(TrainConfig(model=family_dir("vit"), data=image_root, method="lora"))
     modality = get_modality("image", cfg)
     processor = modality.load_processor(family_dir("vit"))
     splits = load_splits(cfg, modality)
@@ -178,7 +180,7 @@ def test_augmentation_only_in_training_and_switchable(family_dir, image_root):
     off = get_modality("image", cfg.replace(augment=False))
     unaugmented = off.prepare(splits.datasets["train"], processor, "train", train=True)
     assert np.allclose(np.stack(unaugmented[:4]["pixel_values"]), plain)
-    assert not get_modality("image", cfg.replace(method="probe")).augmenting()
+    assert not get_modality("image", resolve_config(cfg.replace(method="probe", augment=None))).augmenting()
 
 
 def test_csv_with_relative_paths(family_dir, image_root, tmp_path):

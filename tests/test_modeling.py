@@ -3,8 +3,8 @@ import torch
 from transformers import BertModel
 
 from adapters_kit import TrainConfig
-from adapters_kit.adapters import block_linear_names
 from adapters_kit.heads import POOLERS
+from adapters_kit.methods.adapters import block_linear_names
 from adapters_kit.modeling import build_model
 
 

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from adapters_kit import AdapterTrainer, TrainConfig, UserError
 from adapters_kit.evaluation import SPEED_KEYS
-from adapters_kit.objectives import GradientReversal, dann_lambda, join
+from adapters_kit.methods import validate
+from adapters_kit.methods.domain import GradientReversal, dann_lambda, join
 from tests.conftest import FILLER, make_texts, write_csv
 
 
@@ -83,7 +84,7 @@ def test_an_interrupted_objective_run_resumes_to_the_same_weights(method, tiny_c
     import signal
 
     from adapters_kit.errors import TrainingInterrupted
-    from adapters_kit.objectives import DomainAdversarial, Joint
+    from adapters_kit.methods.domain import DomainAdversarial, Joint
 
     rows, tmp = target_file
     aux = write_csv(tmp / "aux.csv", rows)
@@ -143,7 +144,7 @@ def test_joint_trains_a_source_head_beside_the_target_head(tiny_cfg, tmp_path):
 ])
 def test_bad_combinations_fail_at_start(kw, message):
     with pytest.raises(UserError, match=message):
-        TrainConfig(**kw)
+        validate(TrainConfig(**kw))
 
 
 def test_unknown_method_lists_objectives_too(tiny_cfg):

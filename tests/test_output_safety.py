@@ -211,7 +211,7 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_partial_checkpoint(world, tmp
 
     import torch
 
-    import adapters_kit.resume as resume
+    import adapters_kit.train.resume as resume
 
     real_save = torch.save
 

@@ -13,8 +13,10 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 from adapters_kit import AdapterTrainer, TrainConfig, UserError, load
+from adapters_kit.methods import validate
+from adapters_kit.methods.autoencoder import Denoiser, Reconstruction, choose, denoiser_for, low_resolution
 from adapters_kit.modeling import build_model
-from adapters_kit.pretrain import Denoiser, choose, low_resolution, pretrain
+from adapters_kit.train.loop import train as train_loop
 from tests.conftest import write_csv
 from tests.modality_fixtures import build_family
 
@@ -104,9 +106,12 @@ def test_the_stage_trains_only_the_adapter_and_lowers_the_loss(tiny_model_dir):
     model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), 3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     rows = [{k: v[i] for k, v in batch.items()} for i in range(len(TEXTS))]
-    figures = pretrain(cfg, model, torch.utils.data.DataLoader(rows, batch_size=2), Accelerator(cpu=True), tok)
-    losses = figures["reconstruction_loss"]
-    assert len(losses) == 25 and figures["objective"] == "masked-token"
+    loader = torch.utils.data.DataLoader(rows, batch_size=2)
+    denoiser = denoiser_for(model, loader, tok, cfg)
+    stage = cfg.replace(epochs=cfg.pretrain_epochs)  # the stage runs through the training loop, as in a run
+    result = train_loop(stage, denoiser, loader, {}, Accelerator(cpu=True), [], objective=Reconstruction())
+    losses = result.epoch_losses
+    assert len(losses) == 25 and denoiser.text
     assert sum(losses[-5:]) < 0.9 * sum(losses[:5])  # from about log(vocabulary size) down
     for n, p in model.named_parameters():
         if "lora_" in n:
@@ -143,7 +148,7 @@ def test_autoencoder_pretrain_run_saves_the_adapter_and_reloads_identically(tiny
 ])
 def test_bad_settings_fail_at_start(kw, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        TrainConfig(**kw)
+        validate(TrainConfig(**kw))
 
 
 def test_the_tiny_tokenizer_knows_its_words(tiny_model_dir):

@@ -15,7 +15,7 @@ import pytest
 from adapters_kit.checkpoint import check_output
 from adapters_kit.errors import UserError
 from adapters_kit.evaluation import SPEED_KEYS
-from adapters_kit.resume import list_checkpoints, rotate
+from adapters_kit.train.resume import list_checkpoints, rotate
 
 EPOCHS = 12
 
@@ -154,7 +154,7 @@ def test_resume_and_overwrite_together_are_refused():
 def test_checkpoints_of_older_versions_compare_with_the_setting_they_trained_with(tmp_path):
     """A state.json written before fast_dropout existed trained with PyTorch's dropout: resuming it needs
     --fast-dropout false, and the default is refused by name."""
-    from adapters_kit.resume import STATE, check_resumable
+    from adapters_kit.train.resume import STATE, check_resumable
 
     config = {"model": "m", "lr": 0.001, "fast_dropout": False}
     (tmp_path / STATE).write_text(json.dumps({"config": {"model": "m", "lr": 0.001}}))

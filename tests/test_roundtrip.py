@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapters_kit import AdapterTrainer, UserError, load
-from adapters_kit.adapters import ADAPTERS
+from adapters_kit.methods.adapters import ADAPTERS
 from tests.conftest import make_texts
 
 PROBE_TEXTS = [t for t, _ in make_texts(4, seed=9)]
@@ -40,7 +40,7 @@ def train_tiny(method, model_dir, tmp_path_factory):
     return _RUNS[method]
 
 
-@pytest.fixture(params=ADAPTERS.names())
+@pytest.fixture(params=[*ADAPTERS.names(), "lp-ft"])  # every adapter strategy, and LP-FT
 def trained(request, tiny_model_dir, tmp_path_factory):
     return train_tiny(request.param, tiny_model_dir, tmp_path_factory)
 

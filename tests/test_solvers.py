@@ -11,7 +11,8 @@ from sklearn.preprocessing import StandardScaler
 
 from adapters_kit import AdapterTrainer, TrainConfig, load
 from adapters_kit.errors import UserError
-from adapters_kit.solvers import fit_logistic
+from adapters_kit.methods import validate
+from adapters_kit.methods.solvers import fit_logistic
 
 
 def test_fit_matches_scikit_learn_logistic_regression():
@@ -48,4 +49,4 @@ def test_lbfgs_probe_trains_saves_and_reloads(tiny_cfg, tmp_path):
                                      {"method": "probe", "cache_features": False}])
 def test_lbfgs_needs_a_linear_probe_on_cached_features(changes):
     with pytest.raises(UserError, match="--probe-solver lbfgs fits a linear head on cached features"):
-        TrainConfig(probe_solver="lbfgs", **changes)
+        validate(TrainConfig(probe_solver="lbfgs", **changes))

@@ -1,10 +1,11 @@
 """Training checkpoints: what a run needs to continue exactly where it stopped, written atomically.
 
-A checkpoint is a ``checkpoint-<global step>`` folder inside the run's output folder holding the trainable weights
-(safetensors), the optimizer and scheduler states, every process's RNG states, the best weights seen so far, and
-``state.json`` with the loop position (epoch, batches done in it, global step), the evaluation history, the step
-log and the timing. It is written into a hidden temporary folder and renamed into place, so a checkpoint that
-exists is complete. Tensors load with ``weights_only=True``: no pickled code runs.
+A checkpoint is a ``checkpoint-<global step>`` folder (``checkpoint-<stage>-<step>`` for a recipe's pre-stage,
+such as autoencoder pretraining; those go once the main stage writes its first) inside the run's output folder
+holding the trainable weights (safetensors), the optimizer and scheduler states, every process's RNG states, the
+best weights seen so far, and ``state.json`` with the loop position (epoch, batches done in it, global step), the
+evaluation history, the step log and the timing. It is written into a hidden temporary folder and renamed into
+place, so a checkpoint that exists is complete. Tensors load with ``weights_only=True``: no pickled code runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from adapters_kit.output import CHECKPOINT_PREFIX
 
 PREFIX = CHECKPOINT_PREFIX
 STATE = "state.json"
-_NAME = re.compile(rf"^{PREFIX}(\d+)$")
+_NAME = re.compile(rf"^{PREFIX}(?:([a-z]+)-)?(\d+)$")
 RESUME_KEYS_FREE = ("resume", "resume_from", "overwrite", "save_steps", "save_total_limit")
 """Config fields that may differ between the interrupted command and the resuming one."""
 RECORDED_SINCE = {"fast_dropout": False}
@@ -55,14 +56,30 @@ class Checkpointing:
     config: dict[str, Any]
     """The run's resolved config: a checkpoint only resumes a run of the same settings."""
     resume_from: Path | None = None
+    stage: str = ""
+    """The pre-stage these checkpoints belong to; "" for the main stage."""
+    stages: dict[str, Any] = field(default_factory=dict)
+    """Figures of the stages run before this one; kept in the checkpoints, so a resumed run reports them."""
 
 
-def list_checkpoints(output: str | Path) -> list[Path]:
-    """Complete checkpoints of a run folder, oldest first."""
+def checkpoint_name(step: int, stage: str = "") -> str:
+    return f"{PREFIX}{stage}-{step}" if stage else f"{PREFIX}{step}"
+
+
+def stage_of(path: Path) -> str:
+    """The stage a checkpoint folder belongs to ("" for the main stage)."""
+    m = _NAME.match(Path(path).name)
+    return (m.group(1) or "") if m else ""
+
+
+def list_checkpoints(output: str | Path, stage: str | None = "") -> list[Path]:
+    """Complete checkpoints of a run folder, oldest first: the main stage's, one pre-stage's, or (``stage=None``)
+    every pre-stage's."""
     root = Path(output)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
+    found = [(int(m.group(2)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))
+             and ((m.group(1) or "") == stage if stage is not None else m.group(1))]
     return [p for _, p in sorted(found) if (p / STATE).exists()]
 
 
@@ -86,10 +103,10 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> 
 
 
 def save_checkpoint(output: str | Path, accelerator, model, optimizer, scheduler, position: Position,
-                    best: dict[str, torch.Tensor] | None, config: dict[str, Any]) -> Path:
+                    best: dict[str, torch.Tensor] | None, config: dict[str, Any], stage: str = "") -> Path:
     """Write ``checkpoint-<step>`` (every process writes its RNG state; the main process the rest). A write that
     fails (a full disk) removes its temporary folder and stops the run with one line; earlier checkpoints stay."""
-    final = Path(output) / f"{PREFIX}{position.step}"
+    final = Path(output) / checkpoint_name(position.step, stage)
     tmp = Path(output) / f".{final.name}.tmp"
     if accelerator.is_main_process:
         if tmp.exists():
@@ -180,10 +197,11 @@ def load_checkpoint(path: Path, state: dict[str, Any], accelerator, model, optim
     return Position(state["epoch"], state["batch"], state["step"], extra), best
 
 
-def rotate(output: str | Path, keep: int, best_step: int | None) -> None:
-    """Delete older checkpoints, keeping the newest ``keep`` and the one saved at ``best_step``."""
-    found = list_checkpoints(output)
-    protected = set(found[-keep:]) | {p for p in found if p.name == f"{PREFIX}{best_step}"}
-    for p in found:
-        if p not in protected:
-            shutil.rmtree(p, ignore_errors=True)
+def rotate(output: str | Path, keep: int, best_step: int | None, stage: str = "") -> None:
+    """Delete older checkpoints of ``stage``, keeping the newest ``keep`` and the one saved at ``best_step``. Once
+    the main stage has one, every pre-stage checkpoint goes: a resumed run continues from the main stage."""
+    found = list_checkpoints(output, stage)
+    protected = set(found[-keep:]) | {p for p in found if p.name == checkpoint_name(best_step, stage)}
+    obsolete = [p for p in found if p not in protected] + (list_checkpoints(output, None) if not stage else [])
+    for p in obsolete:
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,5 +1,8 @@
 """Autoencoder pretraining: a denoising reconstruction stage on unlabelled in-domain inputs, before fine-tuning.
 
+The recipe runs the reconstruction stage through the same training loop as the supervised one (accumulation,
+progress, logging, checkpoints ``checkpoint-pretrain-<step>`` and ``--resume``).
+
 The adapter (``--adapter``, LoRA by default) first learns to reconstruct corrupted inputs; the supervised stage
 then trains that adapter further, with the head, from where reconstruction left it. The objective suits the input:
 
@@ -22,19 +25,13 @@ The decoder is dropped afterwards; only what the adapter learned carries over.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from adapters_kit.config import TrainConfig
-from adapters_kit.dropout import fast_dropout
-from adapters_kit.loop import make_optimizer
-from adapters_kit.modeling import AdapterClassifier, feature_dim
+from adapters_kit.methods.recipe import METHODS, Context, Supervised, Wrapping
 
 TEXT_MASK_RATIO, PATCH_MASK_RATIO = 0.15, 0.5
 IMAGE_GRID, IMAGE_TARGET, TIME_CELLS, SPECTRUM_STEPS, ENVELOPE_WINDOWS = 8, 16, 16, 32, 64
@@ -76,11 +73,11 @@ class Denoiser(nn.Module):
     """The classifier's encoder (backbone + pooling, no head) with a reconstruction decoder; ``forward`` corrupts
     the batch and returns the reconstruction loss."""
 
-    def __init__(self, model: AdapterClassifier, sample: dict[str, torch.Tensor], tokenizer: Any = None,
+    def __init__(self, model, sample: dict[str, torch.Tensor], tokenizer: Any = None,
                  mask_ratio: float | None = None):
         super().__init__()
-        self.encoder = AdapterClassifier(model.backbone, model.pooling, nn.Identity())
-        dim = feature_dim(model.backbone)
+        self.encoder = model.encoder()
+        dim = model.feature_dim
         self.text = "input_ids" in sample
         if self.text:
             self.ratio = TEXT_MASK_RATIO if mask_ratio is None else mask_ratio
@@ -127,44 +124,55 @@ class Denoiser(nn.Module):
         return ((predicted - target) ** 2 * weight).sum() / weight.sum().clamp(min=1)
 
 
-def _reconstruct(cfg: TrainConfig, denoiser, optimizer, loader, scheduler, acc) -> list[float]:
-    """The reconstruction epochs; returns each epoch's mean loss."""
-    losses = []
-    for epoch in range(1, cfg.pretrain_epochs + 1):
-        total, batches = torch.zeros((), device=acc.device), 0
-        for batch in tqdm(loader, desc=f"reconstruction {epoch}/{cfg.pretrain_epochs}", mininterval=2.0,
-                          dynamic_ncols=True, disable=not acc.is_local_main_process):
-            loss = denoiser(**batch)
-            acc.backward(loss)
-            if cfg.max_grad_norm:
-                acc.clip_grad_norm_(denoiser.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            total += loss.detach()
-            batches += 1
-        losses.append(float(acc.reduce(total, "mean")) / max(batches, 1))  # one host sync per epoch
-    return losses
+class Reconstruction:
+    """The objective of the reconstruction stage: the denoiser's own loss (labels, if any, are ignored)."""
+
+    stream = None
+
+    def aux_heads(self, dim: int) -> dict[str, nn.Module]:
+        return {}
+
+    def loss(self, model, batch, labels, progress):
+        return model(**batch)
 
 
-def pretrain(cfg: TrainConfig, model: AdapterClassifier, loader, accelerator, tokenizer: Any = None) -> dict:
-    """Train the adapter (and a throw-away decoder) to reconstruct masked inputs for ``cfg.pretrain_epochs`` over
-    ``loader`` (labels, if any, ignored). Returns the stage's figures for ``metrics.json``."""
-    acc = accelerator
+class Pretrain:
+    """The stage before the supervised one: the adapter (and a throw-away decoder) learn to reconstruct masked
+    inputs for ``pretrain_epochs`` over ``pretrain_data`` (default: the training split's inputs), through the
+    training loop."""
+
+    name, key = "pretrain", "pretrain_stage"
+
+    def run(self, ctx: Context, model) -> dict[str, Any]:
+        cfg = ctx.cfg
+        loader = ctx.unlabelled(cfg.pretrain_data, seed_offset=2)
+        ctx.print(f"autoencoder pretraining: {cfg.pretrain_epochs} epoch(s) of masked reconstruction over "
+                  f"{len(loader.dataset)} unlabelled examples")
+        denoiser = denoiser_for(model, loader, ctx.processor, cfg)
+        stage = cfg.replace(epochs=cfg.pretrain_epochs, max_steps=None, eval_steps=None,
+                            early_stopping_patience=None, layer_decay=None)
+        result = ctx.fit(denoiser, loader, {}, cfg=stage, objective=Reconstruction(), stage=self.name)
+        ctx.print(f"reconstruction loss per epoch: {', '.join(f'{x:.4f}' for x in result.epoch_losses)} "
+                  f"({result.train_seconds:.1f} s)")
+        return {"objective": "masked-token" if denoiser.text else "masked-patch", "mask_ratio": denoiser.ratio,
+                "epochs": cfg.pretrain_epochs, "examples": len(loader.dataset), "seconds": result.train_seconds,
+                "reconstruction_loss": result.epoch_losses}
+
+
+def denoiser_for(model, loader, tokenizer: Any, cfg) -> Denoiser:
+    """The reconstruction model around ``model``'s encoder; the decoder's initial weights depend on the seed alone."""
     sample = next(iter(loader))
-    with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on the seed alone
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        denoiser = Denoiser(model, sample, tokenizer, cfg.mask_ratio).to(acc.device)
-    ratio, objective = denoiser.ratio, "masked-token" if denoiser.text else "masked-patch"
-    optimizer = make_optimizer(denoiser, cfg.lr, cfg.weight_decay)
-    steps = cfg.pretrain_epochs * len(loader)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    denoiser, optimizer, loader, scheduler = acc.prepare(denoiser, optimizer, loader, scheduler)
-    denoiser.train()
-    start = time.perf_counter()
-    with fast_dropout(denoiser, cfg.fast_dropout):
-        losses = _reconstruct(cfg, denoiser, optimizer, loader, scheduler, acc)
-    seconds = time.perf_counter() - start
-    acc.free_memory(denoiser, optimizer, scheduler)
-    return {"objective": objective, "mask_ratio": ratio, "epochs": cfg.pretrain_epochs,
-            "examples": len(loader.dataset), "seconds": seconds, "reconstruction_loss": losses}
+        return Denoiser(model, sample, tokenizer, cfg.mask_ratio)
+
+
+@METHODS.register("autoencoder-pretrain")
+class AutoencoderPretrain(Wrapping):
+    name = "autoencoder-pretrain"
+    card_text = ("the adapter pretrained as a denoising autoencoder (masked reconstruction) on unlabelled in-domain "
+                 "inputs, then fine-tuned")
+    knobs = ("adapter", "pretrain_data", "pretrain_epochs", "mask_ratio")
+
+    def stages(self, cfg) -> list:
+        return [Pretrain(), Supervised()]

@@ -1,6 +1,5 @@
-"""Training objectives: the loss of one step. Plain cross-entropy, or a method's extra loss on top of it.
+"""Two recipes that add a second data set's loss to the adapter's training, and their objectives.
 
-- ``cross-entropy``: the task loss on the labelled batch.
 - ``dann`` (Ganin et al., 2016): each labelled source batch is joined by an unlabelled target-domain batch; a domain
   classifier sits on the pooled features behind a gradient-reversal layer, so the backbone learns features the
   domain classifier cannot separate. The reversal weight follows lambda_p = 2 / (1 + exp(-10 p)) - 1 over training
@@ -9,33 +8,23 @@
   task (``--source-data``), scored by its own head on the shared backbone.
 
 Both join the two batches into one forward pass (padding the shorter inputs), so a distributed model runs exactly
-one forward and one backward per step. Objectives draw their auxiliary batches from a :class:`BatchStream` over
-their own (prepared) loader; its position is saved in checkpoints, so a resumed run draws the same batches as an
-uninterrupted one.
+one forward and one backward per step. The second data set's batches come from the training layer's
+:class:`adapters_kit.train.objectives.BatchStream`, whose position checkpoints save.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapters_kit.errors import UserError
+from adapters_kit.methods.recipe import METHODS, Context, Wrapping
+
 DOMAIN_HEAD, SOURCE_HEAD = "domain", "source"
-
-
-class Objective(Protocol):
-    stream: "BatchStream | None"
-    """Where the auxiliary batches come from (None: no auxiliary batches)."""
-
-    def aux_heads(self, dim: int) -> dict[str, nn.Module]:
-        """Extra heads the model must carry (trained with it, dropped when the run is saved)."""
-
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor,
-             progress: float) -> torch.Tensor:
-        """The step's loss; ``progress`` runs from 0 to 1 over training."""
 
 
 class _Reverse(torch.autograd.Function):
@@ -79,55 +68,10 @@ def join(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-class BatchStream:
-    """Endless batches from a loader, pass e shuffled with ``seed + e`` (through the loader's own generator);
-    ``drawn`` counts the batches handed out, and :meth:`restore` continues from such a count."""
-
-    def __init__(self, loader, generator: torch.Generator | None = None, seed: int = 0):
-        self.loader, self.generator, self.seed = loader, generator, seed
-        self.drawn = 0
-        self._it: Iterator[dict[str, Any]] | None = None
-
-    def restore(self, drawn: int) -> None:
-        self.drawn, self._it = drawn, None
-
-    def _start(self) -> None:
-        passes, skip = divmod(self.drawn, len(self.loader))
-        if self.generator is not None:
-            self.generator.manual_seed(self.seed + passes)
-        self._it = iter(self.loader)
-        for _ in range(skip):  # the batches drawn before a checkpoint: loaded again, not used
-            next(self._it)
-
-    def __next__(self) -> dict[str, Any]:
-        if self._it is None:
-            self._start()
-        try:
-            batch = next(self._it)
-        except StopIteration:  # a pass is over: the next one, reshuffled
-            self._start()
-            batch = next(self._it)
-        self.drawn += 1
-        return batch
-
-    def __iter__(self) -> "BatchStream":
-        return self
-
-
-class CrossEntropy:
-    stream: BatchStream | None = None
-
-    def aux_heads(self, dim: int) -> dict[str, nn.Module]:
-        return {}
-
-    def loss(self, model, batch, labels, progress):
-        return F.cross_entropy(model(**batch), labels)
-
-
 class DomainAdversarial:
     """Task loss on the source batch + domain loss (source 0, target 1) through the gradient reversal."""
 
-    def __init__(self, target: BatchStream):
+    def __init__(self, target):
         self.stream = target
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
@@ -147,7 +91,7 @@ class DomainAdversarial:
 class Joint:
     """L = L_S + lambda * L_T with a source head beside the target head."""
 
-    def __init__(self, source: BatchStream, num_source_labels: int, weight: float, head_factory):
+    def __init__(self, source, num_source_labels: int, weight: float, head_factory):
         self.stream, self.num_source_labels = source, num_source_labels
         self.weight, self.head_factory = weight, head_factory
 
@@ -160,3 +104,49 @@ class Joint:
         logits, source_logits = model(**join(batch, source), aux=SOURCE_HEAD)
         n = len(labels)
         return F.cross_entropy(source_logits[n:], source_labels) + self.weight * F.cross_entropy(logits[:n], labels)
+
+
+@METHODS.register("dann")
+class Dann(Wrapping):
+    """Domain-adversarial training of the adapter on unlabelled target-domain inputs."""
+
+    name = "dann"
+    card_text = "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data"
+    knobs = ("adapter", "target_data", "compare_source_only")
+
+    def check(self, cfg) -> None:
+        if not cfg.target_data:
+            raise UserError(f"invalid config: {self.name} needs --target-data (unlabelled target-domain inputs)")
+        super().check(cfg)
+
+    def objective(self, ctx: Context) -> DomainAdversarial:
+        stream, _ = ctx.stream(ctx.cfg.target_data, labelled=False)
+        ctx.print(f"{self.name}: {len(stream.loader.dataset)} target-domain examples")
+        return DomainAdversarial(stream)
+
+    def extra_metrics(self, ctx: Context, metrics: dict[str, Any]) -> dict[str, Any]:
+        """With ``compare_source_only``: the same adapter, seed and budget without the domain loss."""
+        if not (ctx.cfg.compare_source_only and "test" in metrics):
+            return {}
+        ctx.print("training the source-only baseline (same adapter and budget, no domain loss)")
+        baseline = ctx.variant(method=ctx.cfg.adapter, target_data=None, compare_source_only=False)
+        return {"test_source_only": baseline["test"]}
+
+
+@METHODS.register("joint")
+class JointTraining(Wrapping):
+    """The target task trained together with a labelled source task on the shared backbone."""
+
+    name = "joint"
+    card_text = "joint training with a source task (L = L_S + lambda * L_T)"
+    knobs = ("adapter", "source_data", "joint_lambda")
+
+    def check(self, cfg) -> None:
+        if not cfg.source_data:
+            raise UserError(f"invalid config: {self.name} needs --source-data (the labelled source task)")
+        super().check(cfg)
+
+    def objective(self, ctx: Context) -> Joint:
+        stream, num_labels = ctx.stream(ctx.cfg.source_data, labelled=True)
+        ctx.print(f"{self.name}: {len(stream.loader.dataset)} source-task examples")
+        return Joint(stream, num_labels, ctx.cfg.joint_lambda, ctx.new_head)

@@ -10,40 +10,21 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from adapters_kit.adapters import block_index
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
 from adapters_kit.dropout import fast_dropout
 from adapters_kit.errors import TrainingInterrupted
 from adapters_kit.evaluation import evaluate
 from adapters_kit.memory import TRIM_FIRST_STEPS, release_freed_memory
-from adapters_kit.objectives import CrossEntropy, Objective
-from adapters_kit.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
-
-
-@dataclass
-class TrainResult:
-    """What training did: evaluations, the best one (whose weights the model ends with), step log, timing."""
-
-    best_step: int = 0
-    best_epoch: int = 0
-    best_score: float | None = None
-    best_metrics: dict[str, Any] = field(default_factory=dict)
-    """Full validation metrics of the best evaluation."""
-    history: list[dict[str, Any]] = field(default_factory=list)
-    """One row per evaluation and split: epoch, global_step, split and the scalar metrics."""
-    log: list[dict[str, Any]] = field(default_factory=list)
-    stopped_early: bool = False
-    train_seconds: float = 0.0
-    train_samples: int = 0
-    train_tokens: int | None = None
-    """Real (unpadded) tokens trained on, over every process; None for inputs that are not token ids."""
+from adapters_kit.methods.adapters import block_index
+from adapters_kit.train.objectives import Objective, TaskLoss
+from adapters_kit.train.result import TrainResult
+from adapters_kit.train.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
 
 
 def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
@@ -141,7 +122,7 @@ class _Loop:
 
     def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective):
         self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
-        self.objective = objective or CrossEntropy()
+        self.objective = objective or TaskLoss()
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_decay)
         # The schedule is counted in optimizer steps; a prepared scheduler ticks once per process at each step, so
         # both lengths are scaled by the process count. Rounding the warmup in optimizer steps makes 2 processes x
@@ -161,6 +142,8 @@ class _Loop:
         self.updates = updates
         self.tokens: torch.Tensor | None = None  # real tokens this process trained on, summed on the device
         self.trims_left = TRIM_FIRST_STEPS  # see adapters_kit.memory
+        self._loss_sum, self._batches = None, 0
+        self._resumed_loss: tuple[torch.Tensor | None, int] = (None, 0)
 
     def run(self) -> TrainResult:
         cfg, acc, result = self.cfg, self.acc, self.result
@@ -196,33 +179,16 @@ class _Loop:
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", mininterval=2.0, dynamic_ncols=True,
                    initial=skip, total=total, disable=not acc.is_local_main_process)
         start, samples, evaluated_at, running = time.perf_counter(), 0, -1, None
+        # The epoch's loss, summed on the device (one sync at its end); a resumed epoch continues its sum.
+        self._loss_sum, self._batches = self._resumed_loss if skip else (None, 0)
         for i, batch in enumerate(bar, skip + 1):
-            with acc.accumulate(model):
-                labels = batch.pop("labels")
-                loss = self.objective.loss(model, batch, labels, self.pos.step / self.updates)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.max_grad_norm > 0:
-                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            samples += len(labels) * acc.num_processes
-            result.train_samples += len(labels) * acc.num_processes
-            if "input_ids" in batch and "attention_mask" in batch:  # no host sync: summed on the device
-                real = batch["attention_mask"].sum()
-                self.tokens = real if self.tokens is None else self.tokens + real
+            loss = self._step(batch)
+            samples += self._count(batch, loss)
             self.pos = Position(epoch, i, self.pos.step + int(acc.sync_gradients))
             step = self.pos.step
             last = acc.sync_gradients and step >= self.updates  # --max-steps reached, mid-epoch or not
             if i % 10 == 0 or i == total or last:  # .item() syncs: only every few steps, not per step
-                value = loss.item()
-                running = value if running is None else 0.9 * running + 0.1 * value
-                rate = samples / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
-                result.log.append({"epoch": epoch, "step": i, "global_step": step, "loss": value,
-                                   "lr": self.scheduler.get_last_lr()[0], "samples_per_second": rate})
-                acc.log({"train/loss": value, "train/lr": self.scheduler.get_last_lr()[0],
-                         "train/samples_per_second": rate}, step=step)
+                running = self._report(bar, loss, running, samples / (time.perf_counter() - start), epoch, i)
             if not acc.sync_gradients:
                 continue
             self._trim_early()
@@ -243,8 +209,47 @@ class _Loop:
                     raise TrainingInterrupted(path)
         result.train_seconds += time.perf_counter() - start
         bar.close()
+        if self._loss_sum is not None:
+            result.epoch_losses.append(float(acc.reduce(self._loss_sum, "mean")) / self._batches)
         if evaluated_at != self.pos.step:
             result.stopped_early = self._evaluate(epoch, self.pos.step)
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward, backward and (when the accumulation is complete) one optimizer step; returns the loss."""
+        acc, model = self.acc, self.model
+        with acc.accumulate(model):
+            labels = batch.pop("labels", None)  # a pre-stage on unlabelled inputs has none
+            loss = self.objective.loss(model, batch, labels, self.pos.step / self.updates)
+            acc.backward(loss)
+            if acc.sync_gradients and self.cfg.max_grad_norm > 0:
+                acc.clip_grad_norm_(model.parameters(), self.cfg.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def _count(self, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> int:
+        """Add the batch to the epoch's loss and the run's sample and token counts (no host sync: summed on the
+        device); returns the examples it held over every process."""
+        self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
+        self._batches += 1
+        size = len(next(iter(batch.values()))) * self.acc.num_processes
+        self.result.train_samples += size
+        if "input_ids" in batch and "attention_mask" in batch:
+            real = batch["attention_mask"].sum()
+            self.tokens = real if self.tokens is None else self.tokens + real
+        return size
+
+    def _report(self, bar, loss: torch.Tensor, running: float | None, rate: float, epoch: int, batch: int) -> float:
+        """Log the step's loss, learning rate and speed (progress bar, step log, trackers); returns the running
+        loss the bar shows."""
+        value, lr, step = loss.item(), self.scheduler.get_last_lr()[0], self.pos.step
+        running = value if running is None else 0.9 * running + 0.1 * value
+        bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+        self.result.log.append({"epoch": epoch, "step": batch, "global_step": step, "loss": value, "lr": lr,
+                                "samples_per_second": rate})
+        self.acc.log({"train/loss": value, "train/lr": lr, "train/samples_per_second": rate}, step=step)
+        return running
 
     def _trim_early(self) -> None:
         """After each of this launch's first ``TRIM_FIRST_STEPS`` optimizer steps, hand the heap's free pages back
@@ -277,11 +282,14 @@ class _Loop:
                           "best_score": r.best_score, "best_metrics": r.best_metrics, "best_epoch": r.best_epoch,
                           "best_step": r.best_step, "bad_evaluations": sel.bad,
                           "train_tokens": self._tokens_so_far(),
-                          "aux_batches": self.objective.stream.drawn if self.objective.stream else 0}
+                          "aux_batches": self.objective.stream.drawn if self.objective.stream else 0,
+                          "epoch_losses": r.epoch_losses, "stages": self.ckpt.stages,
+                          "epoch_loss": [float(self._loss_sum) if self._loss_sum is not None else None,
+                                         self._batches]}
         path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
-                               sel.state, self.ckpt.config)
+                               sel.state, self.ckpt.config, self.ckpt.stage)
         if self.acc.is_main_process:
-            rotate(self.ckpt.output, self.ckpt.keep, r.best_step)
+            rotate(self.ckpt.output, self.ckpt.keep, r.best_step, self.ckpt.stage)
         return path
 
     def _restore(self) -> None:
@@ -293,7 +301,10 @@ class _Loop:
             x["train_samples"]
         r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
         r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
-        r.train_tokens = x.get("train_tokens")
+        r.train_tokens, r.epoch_losses = x.get("train_tokens"), x.get("epoch_losses", [])
+        total, batches = x.get("epoch_loss", [None, 0])
+        self._resumed_loss = (None if total is None else torch.tensor(total, device=self.acc.device), batches)
+        self.ckpt.stages.update(x.get("stages", {}))
         self.selector.state = best
         if self.objective.stream is not None:  # DANN's target / the joint source batches continue where they were
             self.objective.stream.restore(x.get("aux_batches", 0))

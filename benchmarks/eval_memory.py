@@ -1,6 +1,6 @@
 """Peak extra memory of streaming evaluation on synthetic predictions (default: 1,000,000 x 1,000 classes).
 
-    python scripts/bench_eval_memory.py [--n 1000000] [--classes 1000] [--batch 10000]
+    python benchmarks/eval_memory.py [--n 1000000] [--classes 1000] [--batch 10000]
 
 Prints the peak memory traced while accumulating (numpy allocations included) against the size of all logits
 held at once, which is what collecting every prediction before computing metrics would need.

@@ -1,14 +1,18 @@
-"""``adapters-kit bench``: adapters_kit against a transformers ``Trainer`` + PEFT script, side by side.
+"""adapters_kit against a transformers ``Trainer`` + PEFT script, side by side: ``python benchmarks/bench.py``.
 
-Every side runs in a child process of this one (``adapters_kit.bench_sides``) on the same backbone, data, split,
-hyper-parameters and seed; this module runs them one after another (never two at once: they would share the
-cores), prints a table and the ratios computed from the measured numbers, and writes everything to JSON.
+    python benchmarks/bench.py --quick
+    python benchmarks/bench.py --scenarios train-lora,roofline --data bbc-news --max-length 128 --output bench.json
 
-Scenarios:
+Every side runs in a child process of this one (``sides.py``) on the same backbone, split files (``splits.py``,
+written once per data set before any side runs), hyper-parameters and seed; this script runs them one after another
+(never two at once: they would share the cores), prints a table and the ratios computed from the measured
+numbers, and writes everything to JSON. Scenarios:
 
-- ``train-lora``: (A) ``trainer-tutorial``, (B) ``trainer-best``, (C) ``adapters-kit`` at the same settings,
-  (D) ``adapters-kit-defaults``; ratios C/A and C/B of samples/s, and D against B for time to a model as good.
-- ``probe``: a probe on cached features, cold and warm, against re-encoding every epoch (10 epochs).
+- ``train-lora``: (A) ``trainer-tutorial``, (B) ``trainer-best``, (E) ``trainer-mean-pool`` (B with adapters_kit's
+  mean pooling into a linear head), (C) ``adapters-kit`` at the same settings, (D) ``adapters-kit-defaults``;
+  ratios C/A, C/B and C/E of samples/s, D against B for time to a model as good, E - B and C - E of accuracy.
+- ``probe``: adapters_kit's probe on cached features, cold and warm, against a probe that re-encodes every batch
+  of every epoch (10 epochs).
 - ``inference``: a LoRA run (adapters_kit defaults) exported to merged, ONNX and int8: examples/s at batch 32 and
   test accuracy of each against the eager adapter model, p50/p95 latency at batch 1.
 - ``scale``: cost growth. ``adapters-kit`` and ``trainer-best`` on 1k and 10k training examples, and
@@ -23,6 +27,7 @@ Scenarios:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -35,13 +40,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from splits import write_splits
+from tables import show
 
-from adapters_kit.atomic import write_json
-from adapters_kit.config import TrainConfig
-from adapters_kit.errors import UserError
+import adapters_kit
 
+HERE = Path(__file__).resolve().parent
 SCENARIOS = ("train-lora", "probe", "inference", "scale", "roofline")
-TRAIN_SIDES = ("trainer-tutorial", "trainer-best", "adapters-kit", "adapters-kit-defaults")
+TRAIN_SIDES = ("trainer-tutorial", "trainer-best", "trainer-mean-pool", "adapters-kit", "adapters-kit-defaults")
+"""A, B, E, C, D: the order of the first round (every other round runs them in reverse)."""
 PROBE_SIDES = ("probe-reencode", "probe-cached", "probe-cached-warm")
 """In the order they run: the warm side finds the cache folder the cold side filled."""
 
@@ -71,9 +78,9 @@ class BenchConfig:
     scale_lengths: tuple[int, ...] = (128, 256, 512)
     scale_steps: int = 20
     repeats: int = 1
-    """Rounds of the ``train-lora`` sides, in alternating order (A B C D, D C B A, A B C D, ...: a machine that
-    drifts during a round favours neither side of a pair over the rounds): each side shows its median run (by
-    samples/s, :func:`median_sides`), and every ratio is also computed round by round (:func:`paired_spread`)."""
+    """Rounds of the ``train-lora`` sides, in alternating order (A B E C D, D C E B A, ...: a machine that drifts
+    during a round favours neither side of a pair over the rounds): each side shows its median run (by samples/s,
+    :func:`median_sides`), and every ratio is also computed round by round (:func:`paired_spread`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -101,14 +108,14 @@ def matmul_peak_gflops(n: int = 1024, seconds: float = 2.0) -> float:
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """One side in a fresh Python process; its own peak RSS and imports do not leak into the next side."""
-    cmd = [sys.executable, "-m", "adapters_kit.bench_sides", json.dumps(spec)]
+    cmd = [sys.executable, str(HERE / "sides.py"), json.dumps(spec)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in r.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if r.returncode != 0 or line is None:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"bench side {spec['side']} failed: {tail[0][:300]}")
+        raise adapters_kit.UserError(f"bench side {spec['side']} failed: {tail[0][:300]}")
     return json.loads(line[len("BENCH_RESULT "):])
 
 
@@ -116,13 +123,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def train_lora_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The claims of the scenario, each computed from the measured figures of the sides."""
-    a, b, c, d = (sides[s] for s in TRAIN_SIDES)
+    a, b, e, c, d = (sides[s] for s in TRAIN_SIDES)
     return {"samples_per_second_C_over_A": _ratio(c["samples_per_second"], a["samples_per_second"]),
             "samples_per_second_C_over_B": _ratio(c["samples_per_second"], b["samples_per_second"]),
+            "samples_per_second_C_over_E": _ratio(c["samples_per_second"], e["samples_per_second"]),
             "wall_seconds_D_over_B": _ratio(d["wall_seconds"], b["wall_seconds"]),
-            "accuracy_D_minus_B": d["accuracy"] - b["accuracy"],
+            "accuracy_D_minus_B": _minus(d["accuracy"], b["accuracy"]),
+            "accuracy_E_minus_B": _minus(e["accuracy"], b["accuracy"]),
+            "accuracy_C_minus_E": _minus(c["accuracy"], e["accuracy"]),
             "peak_rss_C_over_B": _ratio(c["peak_rss_mb"], b["peak_rss_mb"]),
             "peak_rss_D_over_B": _ratio(d["peak_rss_mb"], b["peak_rss_mb"])}
 
@@ -149,40 +163,61 @@ def paired_spread(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
     return out
 
 
-def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
-    """Run the chosen scenarios; returns the JSON-ready result (settings, per-side figures, ratios)."""
+def check_settings(cfg: BenchConfig) -> None:
+    """Refuse, in one line, settings no side could run with, before any side starts."""
     unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
     if unknown:
-        raise UserError(f"unknown bench scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        raise adapters_kit.UserError(f"unknown bench scenario {', '.join(unknown)}; choose from "
+                                     f"{', '.join(SCENARIOS)}")
     if cfg.repeats < 1:
-        raise UserError(f"--repeats must be >= 1 (rounds of the train-lora sides), got {cfg.repeats}")
+        raise adapters_kit.UserError(f"--repeats must be >= 1 (rounds of the train-lora sides), got {cfg.repeats}")
     # the settings every side trains with, checked once here by TrainConfig's own rules, not by a failing side
-    TrainConfig(model=cfg.model, data=",".join(cfg.data), output="-", epochs=cfg.epochs, batch_size=cfg.batch_size,
-                lr=cfg.lr, lora_r=cfg.lora_r, lora_dropout=cfg.lora_dropout, max_train_samples=cfg.max_train_samples,
-                max_eval_samples=cfg.max_eval_samples)
+    adapters_kit.TrainConfig(model=cfg.model, data=",".join(cfg.data), output="-", epochs=cfg.epochs,
+                             batch_size=cfg.batch_size, lr=cfg.lr, lora_r=cfg.lora_r, lora_dropout=cfg.lora_dropout,
+                             max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples)
+
+
+def _splits(data: str, folder: str, seed: int, **kw) -> dict[str, Any]:
+    """The split files every side of one comparison reads; a data spec that cannot be read is one line."""
+    try:
+        manifest = write_splits(data, folder, seed, **kw)
+    except (OSError, KeyError, ValueError) as e:
+        raise adapters_kit.UserError(f"cannot read data {data!r}: {type(e).__name__}: {e}") from None
+    return {k: manifest[k] for k in ("files", "data", "labels", "sizes")}
+
+
+def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
+    """Run the chosen scenarios; returns the JSON-ready result (settings, per-side figures, ratios)."""
+    check_settings(cfg)
     shared = dict(model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lora_r=cfg.lora_r,
-                  lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, seed=cfg.seed,
-                  max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples)
+                  lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, seed=cfg.seed)
     out: dict[str, Any] = {"settings": {k: v for k, v in cfg.__dict__.items() if k != "extra"},
                            "torch_threads": torch.get_num_threads(), "runs": []}
     if "roofline" in cfg.scenarios:
         out["matmul_peak_gflops"] = matmul_peak_gflops()
         log(f"fp32 matmul peak: {out['matmul_peak_gflops']:.1f} GFLOP/s")
-    for data in cfg.data:
-        for max_length in cfg.max_length if "train-lora" in cfg.scenarios else ():
-            out["runs"].append(_train_lora_run(cfg, shared, data, max_length, out.get("matmul_peak_gflops"), log))
-        if "probe" in cfg.scenarios:
-            out["runs"].append(_probe_run(cfg, shared, data, log))
-        if "inference" in cfg.scenarios:
-            out["runs"].append(_inference_run(shared, data, cfg.max_length[0], log))
-    if "scale" in cfg.scenarios:
-        out["runs"].append(_scale_run(cfg, shared, log))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, data in enumerate(cfg.data):
+            if not {"train-lora", "probe", "inference"} & set(cfg.scenarios):
+                break
+            files = _splits(data, f"{tmp}/data-{n}", cfg.seed, max_train_samples=cfg.max_train_samples,
+                            max_eval_samples=cfg.max_eval_samples)
+            log(f"{data}: {', '.join(f'{s} {k}' for s, k in files['sizes'].items())} examples")
+            for max_length in cfg.max_length if "train-lora" in cfg.scenarios else ():
+                out["runs"].append(_train_lora_run(cfg, {**shared, **files}, data, max_length,
+                                                   out.get("matmul_peak_gflops"), log))
+            if "probe" in cfg.scenarios:
+                out["runs"].append(_probe_run(cfg, {**shared, **files}, data, log))
+            if "inference" in cfg.scenarios:
+                out["runs"].append(_inference_run({**shared, **files}, data, cfg.max_length[0], log))
+        if "scale" in cfg.scenarios:
+            out["runs"].append(_scale_run(cfg, shared, tmp, log))
     return out
 
 
 def _train_lora_run(cfg: BenchConfig, shared: dict[str, Any], data: str, max_length: int, peak: float | None,
                     log) -> dict[str, Any]:
-    """The four training sides, ``cfg.repeats`` rounds of them (every other one in reverse order, its dict in the
+    """The five training sides, ``cfg.repeats`` rounds of them (every other one in reverse order, its dict in the
     order the sides ran); MFU against ``peak`` GFLOP/s when measured."""
     rounds = []
     for n in range(1, cfg.repeats + 1):
@@ -190,7 +225,7 @@ def _train_lora_run(cfg: BenchConfig, shared: dict[str, Any], data: str, max_len
         for side in TRAIN_SIDES if n % 2 else TRAIN_SIDES[::-1]:
             log(f"train-lora {data} max_length {max_length}: {side}"
                 f"{f' (round {n}/{cfg.repeats})' if cfg.repeats > 1 else ''} ...")
-            sides[side] = run_child({**shared, "side": side, "data": data, "max_length": max_length})
+            sides[side] = run_child({**shared, "side": side, "max_length": max_length})
             if peak:
                 sides[side]["mfu"] = sides[side]["model_flops_per_second"] / (peak * 1e9)
         rounds.append(sides)
@@ -210,7 +245,7 @@ def _probe_run(cfg: BenchConfig, shared: dict[str, Any], data: str, log) -> dict
     with tempfile.TemporaryDirectory() as cache:
         for side in PROBE_SIDES:
             log(f"probe {data}: {side} ...")
-            sides[side] = run_child({**shared, "side": side, "data": data, "epochs": cfg.probe_epochs,
+            sides[side] = run_child({**shared, "side": side, "epochs": cfg.probe_epochs,
                                      "max_length": cfg.max_length[0], "feature_cache": cache})
     r, c, w = (sides[s] for s in PROBE_SIDES)
     return {"scenario": "probe", "data": data, "max_length": cfg.max_length[0], "sides": sides,
@@ -219,26 +254,21 @@ def _probe_run(cfg: BenchConfig, shared: dict[str, Any], data: str, log) -> dict
                        "accuracy_cached_minus_reencode": c["accuracy"] - r["accuracy"]}}
 
 
-def _scale_run(cfg: BenchConfig, shared: dict[str, Any], log) -> dict[str, Any]:
-    """Fixed-step runs over growing data and growing sequence length (see the module docstring)."""
-    from adapters_kit.bench_sides import fixed_step_data
-
+def _scale_run(cfg: BenchConfig, shared: dict[str, Any], tmp: str, log) -> dict[str, Any]:
+    """Fixed-step runs over growing data and growing sequence length (see the module docstring). A fixed-step
+    run scores nothing worth waiting for: its files are the training split beside a 64-example validation split,
+    and no test split."""
     data, (small, large), short = cfg.scale_data or cfg.data[-1], cfg.scale_sizes, cfg.scale_lengths[0]
     points = [(side, n, short) for n in (small, large) for side in ("adapters-kit", "trainer-best")]
     points += [("adapters-kit", small, length) for length in cfg.scale_lengths[1:]]
-    sides, csv_data = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for side, n, length in points:
-            name = f"{side} n={n} L={length}"
-            log(f"scale {data}: {name} ({cfg.scale_steps} steps) ...")
-            spec = {**shared, "side": side, "data": data, "max_length": length, "max_train_samples": n,
-                    "max_steps": cfg.scale_steps}
-            if side == "adapters-kit":  # its training split as CSV files, written here (see fixed_step_data)
-                if n not in csv_data:
-                    Path(f"{tmp}/{n}").mkdir()
-                    csv_data[n] = fixed_step_data(spec, f"{tmp}/{n}")
-                spec["data"] = csv_data[n]
-            sides[name] = run_child(spec)
+    files = {n: _splits(data, f"{tmp}/scale-{n}", cfg.seed, max_train_samples=n, max_eval_samples=64,
+                        keep=("train", "validation")) for n in (small, large)}
+    sides = {}
+    for side, n, length in points:
+        name = f"{side} n={n} L={length}"
+        log(f"scale {data}: {name} ({cfg.scale_steps} steps) ...")
+        sides[name] = run_child({**shared, **files[n], "side": side, "max_length": length,
+                                 "max_steps": cfg.scale_steps})
     c, b = "adapters-kit n={} L={}", "trainer-best n={} L={}"
     per_sample = {length: 1 / sides[c.format(small, length)]["samples_per_second"] for length in cfg.scale_lengths}
     ratios = {"samples_per_second_large_over_small": _ratio(sides[c.format(large, short)]["samples_per_second"],
@@ -253,7 +283,7 @@ def _scale_run(cfg: BenchConfig, shared: dict[str, Any], log) -> dict[str, Any]:
 
 def _inference_run(shared: dict[str, Any], data: str, max_length: int, log) -> dict[str, Any]:
     log(f"inference {data}: train, export and time ...")
-    sides = run_child({**shared, "side": "inference", "data": data, "max_length": max_length})["artefacts"]
+    sides = run_child({**shared, "side": "inference", "max_length": max_length})["artefacts"]
     eager = sides["eager"]
     best = max((n for n in sides if n != "eager"), key=lambda n: sides[n]["examples_per_second"])
     return {"scenario": "inference", "data": data, "max_length": max_length, "sides": sides,
@@ -263,7 +293,61 @@ def _inference_run(shared: dict[str, Any], data: str, max_length: int, log) -> d
                        "accuracy_best_minus_eager": sides[best]["accuracy"] - eager["accuracy"]}}
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="minutes: bbc-news, 64 tokens, 200 examples, 1 epoch")
+    p.add_argument("--scenarios", help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
+    p.add_argument("--model", help="backbone (default minilm-l6)")
+    p.add_argument("--data", action="append", help="data spec, repeat for several (default bbc-news and "
+                                                   "20newsgroups)")
+    p.add_argument("--max-length", help="comma-separated token limits (default 128,256)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--max-eval-samples", type=int, help="at most N examples of each held-out split, every side")
+    p.add_argument("--repeats", type=int, help="rounds of the train-lora sides: median figures and per-round "
+                                               "(paired) ratios with their spread (default 1)")
+    p.add_argument("--output", default="bench.json", help="JSON result file (default bench.json)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    def listed(value, cast=str):
+        try:
+            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise adapters_kit.UserError(f"bad list {value!r}: give comma-separated values such as 128,256") from None
+
+    # A flag not given (or an empty list) keeps the default; any number given, 0 too, reaches check_settings.
+    given = dict(model=args.model or None, epochs=args.epochs, max_train_samples=args.max_train_samples,
+                 max_eval_samples=args.max_eval_samples, repeats=args.repeats,
+                 scenarios=args.scenarios and listed(args.scenarios) or None, data=args.data and tuple(args.data),
+                 max_length=args.max_length and listed(args.max_length, int) or None)
+    kw = {k: v for k, v in given.items() if v is not None}
+    return BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = run_bench(config_from_args(args))
+    except adapters_kit.UserError as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 2
+    show(result)
+    print(f"written to {write_result(result, args.output)}")
+    return 0
+
+
 def write_result(result: dict[str, Any], path: str | Path) -> Path:
+    """The JSON result, whole or not at all (written beside, then renamed over ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json(path, result)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """Adapter strategies: which backbone parameters train, and how that state is saved and restored.
 
-Every strategy trains the classification head; the head itself is saved by ``checkpoint`` for all of them.
-Registered methods: ``probe``, ``lora``, ``dora``, ``loha``, ``lokr``, ``ia3`` (PEFT), ``lp-ft``, ``unfreeze-top-k``
-and ``full``.
+Every strategy trains the classification head; the head itself is saved with the run for all of them. Each
+registered strategy is also a ``--method`` of its own (:mod:`adapters_kit.methods.recipe` makes the plain recipe of
+it), and the strategy the wrapping recipes (LP-FT, DANN, joint, autoencoder pretraining) train.
 """
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ class Adapter(Protocol):
     default_epochs: int
     frozen_backbone: bool
     """True when the backbone never changes, so its pooled features can be computed once and reused."""
-    probe_first: bool
-    """True for LP-FT: the head is first trained as a linear probe on the untouched backbone's features."""
+    peft: bool
+    """True when the run folder holds a PEFT adapter (``adapter_config.json``), loadable by ``PeftModel``."""
+    rank: bool
+    """True when ``lora_r`` sets the adapter's rank (the sweep's default space searches it)."""
+    card_text: str
+    """What the model card says the method trained, e.g. "a LoRA adapter"."""
+    knobs: tuple[str, ...]
+    """The config fields this strategy reads (shown on the model card)."""
     default_attention_dropout: float | None
     """Attention-probability dropout while training when ``TrainConfig.attention_dropout`` is not given; None: the
     backbone's own value."""
@@ -46,7 +52,7 @@ class Adapter(Protocol):
     def load(self, backbone: nn.Module, directory: str) -> nn.Module: ...
 
 
-ADAPTERS: Registry[type] = Registry("method")
+ADAPTERS: Registry[type] = Registry("adapter")
 
 
 def _adaptable(module: nn.Module) -> bool:
@@ -119,7 +125,9 @@ class Probe:
     default_epochs = 30
     default_attention_dropout = None  # the backbone never trains: it runs in eval mode
     frozen_backbone = True
-    probe_first = False
+    peft = rank = False
+    card_text = "a linear probe on the frozen backbone"
+    knobs = ("probe_solver",)
 
     def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
         return backbone.requires_grad_(False)
@@ -139,7 +147,8 @@ class _Peft:
     """Share of the blocks (from the top) adapted when ``adapter_layers`` is not given; None: every block."""
     default_attention_dropout: float | None = 0.0
     frozen_backbone = False
-    probe_first = False
+    peft, rank = True, False
+    knobs = ("targets", "adapter_layers")
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         raise NotImplementedError
@@ -180,6 +189,9 @@ class Lora(_Peft):
     default_lr = 2e-3
     default_epochs = 1
     default_layers = 0.5
+    rank = True
+    card_text = "a LoRA adapter"
+    knobs = ("lora_r", "lora_alpha", "lora_dropout", "targets", "adapter_layers")
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -191,36 +203,7 @@ class Dora(Lora):
     """PEFT DoRA: LoRA with the weight's magnitude learned separately from its direction."""
 
     name = "dora"
-
-
-@ADAPTERS.register("lp-ft")
-class LpFt:
-    """Linear probe, then fine-tune (Kumar et al., 2022): the head is trained first on frozen features, then the
-    second stage (``lp_ft_stage``: LoRA, whose B matrices start at zero so the adapted backbone computes exactly the
-    pretrained features, or ``full`` fine-tuning) trains with the head from that probed head. Saved like the
-    stage's own method."""
-
-    name = "lp-ft"
-    default_lr = 1e-3
-    default_epochs = 2
-    default_attention_dropout = 0.0  # as LoRA, whichever the stage
-    frozen_backbone = False
-    probe_first = True
-
-    @staticmethod
-    def _stage(cfg: TrainConfig | None = None, directory: str | None = None):
-        if cfg is not None:
-            return Full() if cfg.lp_ft_stage == "full" else Lora()
-        return Lora() if os.path.exists(os.path.join(directory, "adapter_config.json")) else Full()
-
-    def attach(self, backbone: nn.Module, cfg: TrainConfig) -> nn.Module:
-        return self._stage(cfg).attach(backbone, cfg)
-
-    def save(self, backbone: nn.Module, directory: str, state: dict | None = None) -> None:
-        (Lora() if isinstance(backbone, PeftModel) else Full()).save(backbone, directory, state)
-
-    def load(self, backbone: nn.Module, directory: str) -> nn.Module:
-        return self._stage(directory=directory).load(backbone, directory)
+    card_text = "a DoRA adapter"
 
 
 class _Lycoris(_Peft):
@@ -229,6 +212,8 @@ class _Lycoris(_Peft):
 
     default_lr = 1e-3
     config_class: type = LoHaConfig
+    rank = True
+    knobs = ("lora_r", "lora_alpha", "lora_dropout", "targets", "adapter_layers")
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         return self.config_class(r=cfg.lora_r, alpha=cfg.lora_alpha, module_dropout=cfg.lora_dropout,
@@ -240,6 +225,7 @@ class LoHa(_Lycoris):
     """PEFT LoHa: the weight update is the Hadamard product of two rank-r products (rank up to r^2)."""
 
     name = "loha"
+    card_text = "a LoHa adapter"
     config_class = LoHaConfig
 
 
@@ -248,6 +234,7 @@ class LoKr(_Lycoris):
     """PEFT LoKr: the weight update is a Kronecker product of a small factor and a rank-r factor."""
 
     name = "lokr"
+    card_text = "a LoKr adapter"
     config_class = LoKrConfig
 
 
@@ -257,6 +244,7 @@ class IA3(_Peft):
 
     name = "ia3"
     default_lr = 5e-3
+    card_text = "an (IA)^3 adapter"
 
     def peft_config(self, targets: list[str], cfg: TrainConfig):
         return IA3Config(target_modules=targets, feedforward_modules=[t for t in targets if not _ATTENTION.search(t)])
@@ -268,7 +256,8 @@ class _Unfrozen:
     default_epochs = 2
     default_attention_dropout = None  # the backbone's own: these methods retrain its weights as pretraining did
     frozen_backbone = False
-    probe_first = False
+    peft = rank = False
+    knobs: tuple[str, ...] = ()
 
     def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
         raise NotImplementedError
@@ -299,6 +288,8 @@ class UnfreezeTopK(_Unfrozen):
 
     name = "unfreeze-top-k"
     default_lr = 5e-5
+    card_text = "the top blocks fine-tuned"
+    knobs = ("unfreeze_k",)
 
     def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
         names = [n for n, _ in backbone.named_parameters()]
@@ -314,6 +305,7 @@ class Full(_Unfrozen):
 
     name = "full"
     default_lr = 3e-5
+    card_text = "full fine-tuning"
 
     def unfreeze(self, backbone: nn.Module, cfg: TrainConfig) -> None:
         # adapters_kit pools the last hidden states itself, so a backbone's own pooler (BERT's) gets no gradient:
@@ -323,4 +315,5 @@ class Full(_Unfrozen):
 
 
 def build_adapter(name: str) -> Adapter:
+    """The registered adapter strategy ``name``; unknown names raise with the list of valid ones."""
     return ADAPTERS.get(name)()

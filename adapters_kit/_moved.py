@@ -1,0 +1,54 @@
+"""Old module paths of modules that moved into the layer subpackages: importing one still works, with a
+``DeprecationWarning`` naming the new path. The old paths are removed in version 0.3.0.
+
+``MOVED`` is the one table; a meta-path finder answers for its keys by handing back the module at its new place, so
+``from adapters_kit.loop import train`` and ``adapters_kit.train.loop.train`` are the same object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+REMOVED_IN = "0.3.0"
+MOVED = {
+    "adapters_kit.adapters": "adapters_kit.methods.adapters",
+    "adapters_kit.loop": "adapters_kit.train.loop",
+    "adapters_kit.objectives": "adapters_kit.methods.domain",
+    "adapters_kit.pretrain": "adapters_kit.methods.autoencoder",
+    "adapters_kit.resume": "adapters_kit.train.resume",
+    "adapters_kit.solvers": "adapters_kit.methods.solvers",
+}
+
+
+def _caller():
+    """(filename, line) of the first frame outside the import machinery and this file: the importing code."""
+    frame = sys._getframe(1)
+    while frame is not None and ("importlib" in frame.f_code.co_filename or frame.f_code.co_filename == __file__):
+        frame = frame.f_back
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        new = MOVED[spec.name]
+        filename, line = _caller()
+        warnings.warn_explicit(f"{spec.name} moved to {new}; import it from there (the old path is removed in "
+                               f"{REMOVED_IN})", DeprecationWarning, filename, line, module=spec.name)
+        return importlib.import_module(new)  # sys.modules[old] becomes the new module itself
+
+    def exec_module(self, module):
+        """Nothing to run: the module was executed under its new name."""
+
+
+def install() -> None:
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.append(_Finder())

@@ -1,0 +1,212 @@
+"""One training job from a resolved config: data -> model -> the recipe's stages through the loop -> final metrics.
+
+:class:`Job` is what the recipes see as their :class:`adapters_kit.methods.recipe.Context`: it owns the loaded
+splits, the processor and the accelerator, and turns a recipe's requests (feature loaders, an unlabelled set, a
+second data set's batch stream, a stage to train) into data, loaders and loop runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from adapters_kit.catalog import resolve_model
+from adapters_kit.config import TrainConfig
+from adapters_kit.data import Splits, load_inputs, load_splits, make_loader, prepare
+from adapters_kit.errors import UserError
+from adapters_kit.evaluation import evaluate
+from adapters_kit.features import backbone_fingerprint, cached_encode, feature_loader
+from adapters_kit.heads import build_head
+from adapters_kit.methods import get_recipe
+from adapters_kit.modalities import get_modality
+from adapters_kit.modeling import AdapterClassifier, build_model
+from adapters_kit.train.loop import train as train_loop
+from adapters_kit.train.objectives import BatchStream
+from adapters_kit.train.result import TrainResult
+from adapters_kit.train.resume import Checkpointing, stage_of
+from adapters_kit.train.setup import load_processor
+
+log = logging.getLogger(__name__)
+
+
+class Job:
+    """The run's data and settings, loaded once; ``run`` trains a model through the recipe's stages."""
+
+    def __init__(self, cfg: TrainConfig, accelerator: Accelerator, resume_from: Path | None = None,
+                 variant: Callable[[TrainConfig], dict[str, Any]] | None = None):
+        self.acc, self.resume_from, self._variant = accelerator, resume_from, variant
+        self.recipe = get_recipe(cfg.method)
+        self.path, self.modality_name = resolve_model(cfg.model)
+        self.modality = get_modality(self.modality_name, cfg)
+        processor = load_processor(self.modality, self.path)
+        with accelerator.main_process_first():
+            self.splits: Splits = load_splits(cfg, self.modality)
+        self.processor, self.cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
+        self.names = self.splits.labels.names
+        missing = [s for s in self.cfg.split_list() if s not in self.splits.datasets]
+        if missing:
+            raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
+                            f"{', '.join(self.splits.datasets)}")
+        self.objective = None
+        self.stage_figures: dict[str, Any] = {}
+        self._inputs: dict[str, Any] | None = None
+        self._features: dict[str, Any] | None = None
+
+    def print(self, text: str) -> None:
+        self.acc.print(text)
+
+    # The model and its training.
+
+    def build_model(self) -> AdapterClassifier:
+        """The recipe's objective first (it may add heads), then backbone + adapter + head, seeded."""
+        self.objective = self.recipe.objective(self)
+        set_seed(self.cfg.seed)
+        backbone = self.modality.load_backbone(self.path, self.processor)
+        return build_model(self.cfg, backbone, len(self.names),
+                           self.objective.aux_heads if self.objective else None)
+
+    def run(self, model: AdapterClassifier) -> TrainResult:
+        """Every stage of the recipe in order; the main (last) one's result. A run resumed from the main stage's
+        checkpoint skips the pre-stages (their weights are in it); one stopped in a pre-stage resumes that stage."""
+        *pre, main = self.recipe.stages(self.cfg)
+        resuming = stage_of(self.resume_from) if self.resume_from is not None else None
+        todo = [] if resuming == "" else pre
+        if resuming:
+            todo = todo[[s.name for s in todo].index(resuming):]
+        for stage in todo:
+            self.stage_figures[stage.key] = stage.run(self, model)
+        return main.run(self, model)
+
+    def fit(self, model, train_loader, eval_loaders: dict, *, cfg: TrainConfig | None = None, objective=None,
+            stage: str = "") -> TrainResult:
+        run = self.cfg
+        resume = self.resume_from if self.resume_from is not None and stage_of(self.resume_from) == stage else None
+        checkpoints = Checkpointing(run.output, run.save_steps, run.save_total_limit, run.to_dict(), resume, stage,
+                                    self.stage_figures)
+        # Re-seed: whether features came from the cache or were encoded (which draws random numbers while saving
+        # them) must not change the dropout masks and so the result.
+        set_seed(run.seed)
+        return train_loop(cfg or run, model, train_loader, eval_loaders, self.acc, self.names, checkpoints,
+                          objective)
+
+    def evaluate(self, model, loader) -> dict[str, Any]:
+        return evaluate(model, loader, self.acc, self.names, top_k=self.cfg.top_k)
+
+    def final_metrics(self, model, result: TrainResult) -> dict[str, Any]:
+        """``{split: metrics}`` of the whole model on raw inputs. Validation was scored with the best weights
+        already, unless training read cached features."""
+        metrics: dict[str, Any] = {} if result.on_features else {"validation": result.best_metrics}
+        metrics.update({s: self.evaluate(model, loader) for s, loader in self.input_loaders().items()
+                        if s != "train" and s not in metrics})
+        metrics["train"] = self.train_figures(result)
+        return metrics
+
+    def train_figures(self, result: TrainResult) -> dict[str, Any]:
+        """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes, and
+        each pre-stage's figures."""
+        seconds = max(result.train_seconds, 1e-9)
+        figures = {"train_seconds": result.train_seconds, "train_samples": result.train_samples,
+                   "samples_per_second": result.train_samples / seconds,
+                   "tokens_per_second": result.train_tokens / seconds if result.train_tokens else None,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "num_processes": self.acc.num_processes, "best_epoch": result.best_epoch,
+                   "best_step": result.best_step, "stopped_early": result.stopped_early}
+        figures.update(self.stage_figures)
+        return figures
+
+    def variant(self, **changes: Any) -> dict[str, Any]:
+        """The same job with ``changes``, trained in a hidden sibling folder that is removed afterwards."""
+        out = Path(self.cfg.output).resolve()
+        twin = self.cfg.replace(**changes, output=str(out.parent / f".{out.name}.variant"), overwrite=True,
+                                resume=False, resume_from=None, save_steps=None)
+        try:
+            return self._variant(twin)
+        finally:
+            if self.acc.is_main_process:
+                shutil.rmtree(twin.output, ignore_errors=True)
+
+    # Data, as the recipe's stages ask for it.
+
+    def input_loaders(self) -> dict[str, Any]:
+        """Loaders of model inputs for every split. A frozen backbone's head trains on features in plain shuffled
+        order (cached or not: the same result either way); evaluation runs longest first for every method."""
+        if self._inputs is None:
+            cfg = self.cfg
+            with self.acc.main_process_first():
+                prepared = prepare(self.splits.datasets, self.modality, self.processor)
+            frozen = self.recipe.adapter(cfg).frozen_backbone
+            self._prepared, collate = prepared, self.modality.collator(self.processor)
+            self._inputs = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                           shuffle=s == "train", seed=cfg.seed,
+                                           group_by_length=cfg.group_by_length and (s != "train" or not frozen))
+                            for s, ds in prepared.items()}
+        return self._inputs
+
+    def feature_loaders(self, model) -> dict[str, Any]:
+        """Encode the splits training reads once (eval mode, so exactly what inference computes), or find the
+        features of an earlier run with the same weights, pooling, preprocessing and data in the cache."""
+        if self._features is None:
+            cfg, acc = self.cfg, self.acc
+            self.input_loaders()
+            collate = self.modality.collator(self.processor)
+            model.to(acc.device)
+            key = backbone_fingerprint(model) + self.modality.signature(self.processor)
+            # Only what training reads: the final metrics of every split come from the whole model on raw inputs.
+            wanted = {"train", "validation", *cfg.split_list()}
+            features = {}
+            for s, ds in ((s, ds) for s, ds in self._prepared.items() if s in wanted):
+                plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
+                features[s], hit = cached_encode(model, ds, plain, acc.device, key)
+                acc.print(f"{s}: features {'from the cache' if hit else 'encoded once'} ({len(ds)} examples)")
+            self._features = {s: feature_loader(f, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+                                                shuffle=s == "train", seed=cfg.seed) for s, f in features.items()}
+        return self._features
+
+    def unlabelled(self, spec: str | None, seed_offset: int):
+        cfg = self.cfg
+        if spec:
+            with self.acc.main_process_first():
+                inputs = prepare(load_inputs(spec, self.modality, cfg.text_column), self.modality, self.processor,
+                                 train=True)
+        else:
+            self.input_loaders()
+            inputs = self._prepared["train"]
+        return make_loader(inputs, self.modality.collator(self.processor), cfg.batch_size, shuffle=True,
+                           seed=cfg.seed + seed_offset)
+
+    def stream(self, spec: str, labelled: bool) -> tuple[BatchStream, int]:
+        """A second data set's training inputs as an endless stream, on its own shuffling seed (so the main
+        loader's order is the same as without it)."""
+        cfg = self.cfg
+        with self.acc.main_process_first():
+            if labelled:
+                other = load_splits(cfg.replace(data=spec, text_column=None, label_column=None,
+                                                max_train_samples=None), self.modality)
+                inputs, num_labels = other.datasets["train"], len(other.labels)
+            else:
+                inputs, num_labels = load_inputs(spec, self.modality, cfg.text_column), 0
+            prepared = prepare(inputs, self.modality, self.processor, train=True)
+        raw = make_loader(prepared, self.modality.collator(self.processor), cfg.batch_size, shuffle=True,
+                          seed=cfg.seed + 1)
+        return BatchStream(self.acc.prepare(raw), raw.generator, cfg.seed + 1), num_labels
+
+    def new_head(self, dim: int, num_labels: int):
+        return build_head(self.cfg.head, dim, num_labels, self.cfg.head_dropout)
+
+    def print_data(self) -> None:
+        """One line on the data: split sizes, classes, duplicates dropped, the columns used."""
+        r, splits = self.splits.report, self.splits
+        sizes = ", ".join(f"{s} {n}" for s, n in r["sizes"].items())
+        dups = sum(r["duplicates_dropped"].values())
+        self.acc.print(f"data: {sizes}; {len(splits.labels)} classes; {dups} duplicate input(s) dropped "
+                       f"({', '.join(f'{s} {n}' for s, n in r['duplicates_dropped'].items())}); "
+                       f"columns input={splits.input_column!r} label={splits.label_column!r}")
+        skipped = {k: sum(v.values()) for k, v in r.items() if k in ("null_rows", "unknown_labels")}
+        if any(skipped.values()):
+            log.warning("skipped rows: %s", skipped)
