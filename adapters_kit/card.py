@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
 from adapters_kit.atomic import write_text
 from adapters_kit.checkpoint import read_json, read_labels
-from adapters_kit.config import TrainConfig
+from adapters_kit.config import TrainConfig, from_dict
 from adapters_kit.errors import UserError
 from adapters_kit.methods import get_recipe
 from adapters_kit.tasks import get_task
@@ -80,10 +80,11 @@ class CardData:
     def modality(self) -> str:
         return self.info.get("modality", "text")
 
-    @property
-    def config(self) -> SimpleNamespace:
-        """The saved settings with today's defaults for any an older version did not record."""
-        return SimpleNamespace(**{**TrainConfig().to_dict(), **self.cfg})
+    @cached_property
+    def config(self) -> TrainConfig:
+        """The saved settings as a config (today's defaults for any an older version did not record), read as
+        loading the run reads them."""
+        return from_dict(self.cfg)
 
     @property
     def pipeline_tag(self) -> str:

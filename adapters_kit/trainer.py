@@ -55,7 +55,8 @@ class AdapterTrainer:
         self.cfg = cfg = job.cfg  # as the modality fitted it (audio clip length)
         job.print_data()
         model = job.build_model()
-        self._print_model(model)
+        counts = model.trainable_parameters()  # (trainable, total): printed now, recorded in run_info.json
+        self._print_model(counts)
         acc.init_trackers("adapters_kit", config={k: v for k, v in cfg.to_dict().items()
                                                   if isinstance(v, (int, float, str, bool))})
         result = job.run(model)
@@ -70,20 +71,20 @@ class AdapterTrainer:
         metrics.update(job.recipe.extra_metrics(job, metrics))
         self.model = acc.unwrap_model(model).eval()
         self.run = LoadedRun(self.model, job.processor, cfg, job.splits.labels, {}, job.modality)
-        self._save(job, model, metrics, result)
+        self._save(job, model, metrics, result, counts)
         acc.wait_for_everyone()
         return metrics
 
-    def _print_model(self, model) -> None:
+    def _print_model(self, counts: tuple[int, int]) -> None:
         cfg, acc = self.cfg, self.accelerator
-        trainable, total = model.trainable_parameters()
+        trainable, total = counts
         acc.print(f"{cfg.method} on {cfg.model}: {trainable:,} trainable of {total:,} parameters "
                   f"({100 * trainable / total:.2f}%); {acc.num_processes} process(es) on {acc.device}, "
                   f"mixed precision {acc.mixed_precision}; batch {cfg.batch_size} per process x "
                   f"{acc.num_processes} process(es) x {cfg.grad_accum_steps} accumulation step(s) = "
                   f"{cfg.batch_size * acc.num_processes * cfg.grad_accum_steps} examples per optimizer step")
 
-    def _save(self, job: Job, model, metrics: dict[str, Any], result: TrainResult) -> None:
+    def _save(self, job: Job, model, metrics: dict[str, Any], result: TrainResult, counts: tuple[int, int]) -> None:
         """The run folder, complete or absent: report and card are written before it takes its name."""
         cfg, acc = self.cfg, self.accelerator
         # Every process takes part: under FSDP / ZeRO-3 this gathers the sharded weights (onto the main process).
@@ -91,7 +92,7 @@ class AdapterTrainer:
         if not acc.is_main_process:
             return
         inner = acc.unwrap_model(model)
-        trainable, total = inner.trainable_parameters()
+        trainable, total = counts
         splits = job.splits
         info = {"adapters_kit_version": __version__, "backbone_path": job.path, "modality": job.modality_name,
                 "labels": list(job.names), "input_column": splits.input_column, "label_column": splits.label_column,

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters_kit.errors import UserError
 from adapters_kit.methods.recipe import METHODS, Context, Wrapping
 
 DOMAIN_HEAD, SOURCE_HEAD = "domain", "source"
@@ -113,11 +112,7 @@ class Dann(Wrapping):
     name = "dann"
     card_text = "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data"
     knobs = ("adapter", "target_data", "compare_source_only")
-
-    def check(self, cfg) -> None:
-        if not cfg.target_data:
-            raise UserError(f"invalid config: {self.name} needs --target-data (unlabelled target-domain inputs)")
-        super().check(cfg)
+    needs = (("target_data", "unlabelled target-domain inputs"),)
 
     def objective(self, ctx: Context) -> DomainAdversarial:
         stream, _ = ctx.stream(ctx.cfg.target_data, labelled=False)
@@ -140,11 +135,7 @@ class JointTraining(Wrapping):
     name = "joint"
     card_text = "joint training with a source task (L = L_S + lambda * L_T)"
     knobs = ("adapter", "source_data", "joint_lambda")
-
-    def check(self, cfg) -> None:
-        if not cfg.source_data:
-            raise UserError(f"invalid config: {self.name} needs --source-data (the labelled source task)")
-        super().check(cfg)
+    needs = (("source_data", "the labelled source task"),)
 
     def objective(self, ctx: Context) -> Joint:
         stream, num_labels = ctx.stream(ctx.cfg.source_data, labelled=True)

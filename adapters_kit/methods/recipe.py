@@ -128,11 +128,16 @@ class Wrapping(Recipe):
     wraps = True
     card_text = ""
     """What the model card says the method did."""
+    needs: tuple[tuple[str, str], ...] = ()
+    """(config field, what it holds) the method cannot run without, e.g. DANN's target-domain data."""
 
     def describe(self, cfg) -> str:
         return self.card_text
 
     def check(self, cfg: TrainConfig) -> None:
+        for name, what in self.needs:
+            if not getattr(cfg, name):
+                raise UserError(f"invalid config: {self.name} needs --{name.replace('_', '-')} ({what})")
         if cfg.adapter not in ADAPTERS or self.adapter(cfg).frozen_backbone:
             raise UserError(f"invalid config: --adapter {cfg.adapter} cannot be trained by {cfg.method}: the "
                             f"backbone must be able to adapt (use {', '.join(adapting_names())})")
@@ -173,8 +178,7 @@ class ClosedForm:
                              on_features=True)
         for split in ctx.cfg.split_list():
             metrics = ctx.evaluate(model, loaders[split])
-            result.history.append({"epoch": 1, "global_step": iterations, "split": split,
-                                   **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}})
+            result.record(1, iterations, split, metrics)
             if split == "validation":
                 result.best_metrics, result.best_score = metrics, metrics.get(ctx.cfg.best_metric)
         return result

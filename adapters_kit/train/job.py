@@ -48,6 +48,7 @@ class Job:
         with accelerator.main_process_first():
             self.splits: Splits = load_splits(cfg, self.modality)
         self.processor, self.cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
+        self.collate = self.modality.collator(self.processor)
         self.names = self.splits.labels.names
         missing = [s for s in self.cfg.split_list() if s not in self.splits.datasets]
         if missing:
@@ -55,6 +56,7 @@ class Job:
                             f"{', '.join(self.splits.datasets)}")
         self.objective = None
         self.stage_figures: dict[str, Any] = {}
+        self._prepared: Any = None  # a DatasetDict
         self._inputs: dict[str, Any] | None = None
         self._features: dict[str, Any] | None = None
 
@@ -75,16 +77,22 @@ class Job:
         """Every stage of the recipe in order; the main (last) one's result. A run resumed from the main stage's
         checkpoint skips the pre-stages (their weights are in it); one stopped in a pre-stage resumes that stage."""
         *pre, main = self.recipe.stages(self.cfg)
-        resuming = stage_of(self.resume_from) if self.resume_from is not None else None
-        todo = [] if resuming == "" else pre
-        if resuming:
-            todo = todo[[s.name for s in todo].index(resuming):]
-        for stage in todo:
+        first = 0
+        if self.resume_from is not None:
+            names = [s.name for s in pre]
+            resuming = stage_of(self.resume_from)
+            if resuming and resuming not in names:
+                raise UserError(f"checkpoint {self.resume_from} belongs to a {resuming!r} stage, which "
+                                f"--method {self.cfg.method} does not run; resume from one of this run's checkpoints")
+            first = names.index(resuming) if resuming else len(pre)
+        for stage in pre[first:]:
             self.stage_figures[stage.key] = stage.run(self, model)
         return main.run(self, model)
 
     def fit(self, model, train_loader, eval_loaders: dict, *, cfg: TrainConfig | None = None, objective=None,
             stage: str = "") -> TrainResult:
+        """One stage through the loop, with the run's checkpoints (named for ``stage``), resuming from the run's
+        checkpoint when it belongs to that stage."""
         run = self.cfg
         resume = self.resume_from if self.resume_from is not None and stage_of(self.resume_from) == stage else None
         checkpoints = Checkpointing(run.output, run.save_steps, run.save_total_limit, run.to_dict(), resume, stage,
@@ -133,19 +141,23 @@ class Job:
 
     # Data, as the recipe's stages ask for it.
 
+    def prepared(self) -> Any:
+        """Every split as model inputs (the modality's preprocessing), computed once."""
+        if self._prepared is None:
+            with self.acc.main_process_first():
+                self._prepared = prepare(self.splits.datasets, self.modality, self.processor)
+        return self._prepared
+
     def input_loaders(self) -> dict[str, Any]:
         """Loaders of model inputs for every split. A frozen backbone's head trains on features in plain shuffled
         order (cached or not: the same result either way); evaluation runs longest first for every method."""
         if self._inputs is None:
             cfg = self.cfg
-            with self.acc.main_process_first():
-                prepared = prepare(self.splits.datasets, self.modality, self.processor)
             frozen = self.recipe.adapter(cfg).frozen_backbone
-            self._prepared, collate = prepared, self.modality.collator(self.processor)
-            self._inputs = {s: make_loader(ds, collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
+            self._inputs = {s: make_loader(ds, self.collate, cfg.batch_size if s == "train" else cfg.eval_batch_size,
                                            shuffle=s == "train", seed=cfg.seed,
                                            group_by_length=cfg.group_by_length and (s != "train" or not frozen))
-                            for s, ds in prepared.items()}
+                            for s, ds in self.prepared().items()}
         return self._inputs
 
     def feature_loaders(self, model) -> dict[str, Any]:
@@ -153,15 +165,13 @@ class Job:
         features of an earlier run with the same weights, pooling, preprocessing and data in the cache."""
         if self._features is None:
             cfg, acc = self.cfg, self.acc
-            self.input_loaders()
-            collate = self.modality.collator(self.processor)
             model.to(acc.device)
             key = backbone_fingerprint(model) + self.modality.signature(self.processor)
             # Only what training reads: the final metrics of every split come from the whole model on raw inputs.
             wanted = {"train", "validation", *cfg.split_list()}
             features = {}
-            for s, ds in ((s, ds) for s, ds in self._prepared.items() if s in wanted):
-                plain = make_loader(ds, collate, cfg.eval_batch_size, shuffle=False)
+            for s, ds in ((s, ds) for s, ds in self.prepared().items() if s in wanted):
+                plain = make_loader(ds, self.collate, cfg.eval_batch_size, shuffle=False)
                 features[s], hit = cached_encode(model, ds, plain, acc.device, key)
                 acc.print(f"{s}: features {'from the cache' if hit else 'encoded once'} ({len(ds)} examples)")
             self._features = {s: feature_loader(f, cfg.batch_size if s == "train" else cfg.eval_batch_size,
@@ -169,20 +179,20 @@ class Job:
         return self._features
 
     def unlabelled(self, spec: str | None, seed_offset: int):
-        cfg = self.cfg
-        if spec:
-            with self.acc.main_process_first():
-                inputs = prepare(load_inputs(spec, self.modality, cfg.text_column), self.modality, self.processor,
-                                 train=True)
-        else:
-            self.input_loaders()
-            inputs = self._prepared["train"]
-        return make_loader(inputs, self.modality.collator(self.processor), cfg.batch_size, shuffle=True,
-                           seed=cfg.seed + seed_offset)
+        inputs = self._training_inputs(spec, labelled=False)[0] if spec else self.prepared()["train"]
+        return make_loader(inputs, self.collate, self.cfg.batch_size, shuffle=True, seed=self.cfg.seed + seed_offset)
 
     def stream(self, spec: str, labelled: bool) -> tuple[BatchStream, int]:
         """A second data set's training inputs as an endless stream, on its own shuffling seed (so the main
         loader's order is the same as without it)."""
+        cfg = self.cfg
+        prepared, num_labels = self._training_inputs(spec, labelled)
+        raw = make_loader(prepared, self.collate, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
+        return BatchStream(self.acc.prepare(raw), raw.generator, cfg.seed + 1), num_labels
+
+    def _training_inputs(self, spec: str, labelled: bool) -> tuple[Any, int]:
+        """(another data set's training inputs, preprocessed as training inputs are; its number of labels, 0 for
+        unlabelled inputs, whose labels are never read)."""
         cfg = self.cfg
         with self.acc.main_process_first():
             if labelled:
@@ -191,10 +201,7 @@ class Job:
                 inputs, num_labels = other.datasets["train"], len(other.labels)
             else:
                 inputs, num_labels = load_inputs(spec, self.modality, cfg.text_column), 0
-            prepared = prepare(inputs, self.modality, self.processor, train=True)
-        raw = make_loader(prepared, self.modality.collator(self.processor), cfg.batch_size, shuffle=True,
-                          seed=cfg.seed + 1)
-        return BatchStream(self.acc.prepare(raw), raw.generator, cfg.seed + 1), num_labels
+            return prepare(inputs, self.modality, self.processor, train=True), num_labels
 
     def new_head(self, dim: int, num_labels: int):
         return build_head(self.cfg.head, dim, num_labels, self.cfg.head_dropout)

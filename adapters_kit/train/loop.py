@@ -87,8 +87,7 @@ def _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result
     stop = False
     for split, loader in eval_loaders.items():
         metrics = evaluate(model, loader, accelerator, names, top_k=cfg.top_k)
-        scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
-        result.history.append({"epoch": epoch, "global_step": step, "split": split, **scalars})
+        scalars = result.record(epoch, step, split, metrics)
         accelerator.log({f"{split}/{k}": v for k, v in scalars.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
         accelerator.print(f"epoch {epoch} step {step}: {split} accuracy {metrics.get('accuracy', float('nan')):.4f} "
@@ -142,8 +141,8 @@ class _Loop:
         self.updates = updates
         self.tokens: torch.Tensor | None = None  # real tokens this process trained on, summed on the device
         self.trims_left = TRIM_FIRST_STEPS  # see adapters_kit.memory
-        self._loss_sum, self._batches = None, 0
-        self._resumed_loss: tuple[torch.Tensor | None, int] = (None, 0)
+        self._loss_sum: torch.Tensor | None = None  # the epoch's loss, summed on the device (one sync at its end)
+        self._batches = 0
 
     def run(self) -> TrainResult:
         cfg, acc, result = self.cfg, self.acc, self.result
@@ -179,8 +178,8 @@ class _Loop:
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", mininterval=2.0, dynamic_ncols=True,
                    initial=skip, total=total, disable=not acc.is_local_main_process)
         start, samples, evaluated_at, running = time.perf_counter(), 0, -1, None
-        # The epoch's loss, summed on the device (one sync at its end); a resumed epoch continues its sum.
-        self._loss_sum, self._batches = self._resumed_loss if skip else (None, 0)
+        if not skip:  # a resumed epoch continues the sum its checkpoint recorded
+            self._loss_sum, self._batches = None, 0
         for i, batch in enumerate(bar, skip + 1):
             loss = self._step(batch)
             samples += self._count(batch, loss)
@@ -284,8 +283,9 @@ class _Loop:
                           "train_tokens": self._tokens_so_far(),
                           "aux_batches": self.objective.stream.drawn if self.objective.stream else 0,
                           "epoch_losses": r.epoch_losses, "stages": self.ckpt.stages,
-                          "epoch_loss": [float(self._loss_sum) if self._loss_sum is not None else None,
-                                         self._batches]}
+                          # the mean over processes: each continues from it, so the epoch's final mean is exact
+                          "epoch_loss": [None if self._loss_sum is None else
+                                         float(self.acc.reduce(self._loss_sum, "mean")), self._batches]}
         path = save_checkpoint(self.ckpt.output, self.acc, self.model, self.optimizer, self.scheduler, self.pos,
                                sel.state, self.ckpt.config, self.ckpt.stage)
         if self.acc.is_main_process:
@@ -302,8 +302,8 @@ class _Loop:
         r.stopped_early, r.best_score, r.best_metrics = x["stopped_early"], x["best_score"], x["best_metrics"]
         r.best_epoch, r.best_step, self.selector.bad = x["best_epoch"], x["best_step"], x["bad_evaluations"]
         r.train_tokens, r.epoch_losses = x.get("train_tokens"), x.get("epoch_losses", [])
-        total, batches = x.get("epoch_loss", [None, 0])
-        self._resumed_loss = (None if total is None else torch.tensor(total, device=self.acc.device), batches)
+        total, self._batches = x.get("epoch_loss", [None, 0])
+        self._loss_sum = None if total is None else torch.tensor(total, device=self.acc.device)
         self.ckpt.stages.update(x.get("stages", {}))
         self.selector.state = best
         if self.objective.stream is not None:  # DANN's target / the joint source batches continue where they were

@@ -27,3 +27,9 @@ class TrainResult:
     """Mean training loss of each epoch (over every process)."""
     on_features: bool = False
     """True when training read cached features: the final metrics then come from the whole model on raw inputs."""
+
+    def record(self, epoch: int, step: int, split: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Add an evaluation to ``history``; returns its scalar metrics (what the row holds)."""
+        scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+        self.history.append({"epoch": epoch, "global_step": step, "split": split, **scalars})
+        return scalars
