@@ -12,12 +12,12 @@ __all__ = ["AdapterTrainer", "Classifier", "DATASETS", "MODELS", "StreamingMetri
            "__version__", "evaluate_module", "evaluate_run", "fast_dropout", "load", "load_config", "load_int8"]
 
 _LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit.trainer",
-         "StreamingMetrics": "adapters_kit.metrics", "evaluate_module": "adapters_kit.metrics",
-         "Classifier": "adapters_kit.inference", "load": "adapters_kit.inference",
+         "StreamingMetrics": "adapters_kit.evaluation.metrics", "evaluate_module": "adapters_kit.evaluation.metrics",
+         "Classifier": "adapters_kit.runs.inference", "load": "adapters_kit.runs.inference",
          # the built-in backbones and data sets (`adapters-kit models` / `datasets`): name -> where its files are
-         "DATASETS": "adapters_kit.catalog", "MODELS": "adapters_kit.catalog",
+         "DATASETS": "adapters_kit.builtin.catalog", "MODELS": "adapters_kit.builtin.catalog",
          # adapters_kit's CPU dropout for any model and loop; the loader of an `export --to int8` folder
-         "fast_dropout": "adapters_kit.dropout", "load_int8": "adapters_kit.export"}
+         "fast_dropout": "adapters_kit.model.dropout", "load_int8": "adapters_kit.share.export"}
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from adapters_kit.catalog import DATASETS, MODELS
+from adapters_kit.builtin.catalog import DATASETS, MODELS
 from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, load_config, section_of
 from adapters_kit.errors import TrainingInterrupted, UserError
 
@@ -93,7 +93,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _repo_id(value: str) -> str:
     """``--repo-id``, checked by the Hub's own naming rules while the command line is read (dry runs too)."""
-    from adapters_kit.hub import _check_repo_id
+    from adapters_kit.share.hub import _check_repo_id
 
     try:
         _check_repo_id(value)
@@ -176,7 +176,7 @@ def cmd_train(args) -> int:
     from adapters_kit.trainer import AdapterTrainer
 
     cfg = load_config(args.config, _overrides(args, config_flags()))
-    from adapters_kit.report import metrics_table
+    from adapters_kit.runs.report import metrics_table
 
     metrics = AdapterTrainer(cfg).train()
     _show(metrics_table(metrics, title=f"{cfg.method} on {cfg.model}"))
@@ -203,7 +203,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from adapters_kit.report import metrics_table
+    from adapters_kit.runs.report import metrics_table
     from adapters_kit.trainer import evaluate_run
 
     if args.batch_size < 1 or args.errors < 0:
@@ -218,7 +218,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from adapters_kit.report import metrics_table, read_json, write_report
+    from adapters_kit.runs.report import metrics_table, read_json, write_report
 
     files = write_report(args.run_dir)
     _show(metrics_table(read_json(Path(args.run_dir) / "metrics.json"), title=str(args.run_dir)))
@@ -228,7 +228,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from adapters_kit.report import compare_table
+    from adapters_kit.runs.report import compare_table
 
     _show(compare_table(args.run_dirs, args.split))
     return 0
@@ -244,7 +244,7 @@ def cmd_predict(args) -> int:
     if not texts:
         raise UserError("nothing to predict: give texts (or image / audio file paths) as arguments or --file with "
                         "one per line")
-    from adapters_kit.inference import load
+    from adapters_kit.runs.inference import load
 
     clf = load(args.run_dir)
     for text, result in zip(texts, clf(texts, top_k=args.top_k)):
@@ -256,14 +256,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_card(args) -> int:
-    from adapters_kit.card import write_card
+    from adapters_kit.runs.card import write_card
 
     print(f"wrote {write_card(args.run_dir, load_id=args.repo_id)}")
     return 0
 
 
 def cmd_push(args) -> int:
-    from adapters_kit.hub import push_run
+    from adapters_kit.share.hub import push_run
 
     result = push_run(args.run_dir, args.repo_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message, token=args.token, dry_run=args.dry_run)
@@ -277,7 +277,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from adapters_kit.export import export_run
+    from adapters_kit.share.export import export_run
 
     if args.max_samples is not None and args.max_samples < 1:
         raise UserError("--max-samples must be a positive integer")

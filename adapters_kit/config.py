@@ -114,12 +114,11 @@ class TrainConfig:
     value for ``full`` / ``unfreeze-top-k`` / ``probe``."""
     fast_dropout: bool = False
     """Opt-in CPU speed-up (21.0 against 19.9 samples/s in ``make demo``'s LoRA run, which turns it on): while
-    training on CPU (fp32),
-    dropout masks come from 32-bit random integers (two per draw of torch's generator, p exact to 2**-32) instead of
-    ``bernoulli_``, and attention dropout runs in adapters_kit's own kernel, which keeps a one-byte mask instead of
-    the dropped attention matrix (:mod:`adapters_kit.dropout`); the same dropout, cheaper. It relies on transformers
-    5's attention registry and turns itself off, with one log line, on other versions. ``False``: PyTorch's own
-    dropout."""
+    training on CPU (fp32), dropout masks come from 32-bit random integers (two per draw of torch's generator, p
+    exact to 2**-32) instead of ``bernoulli_``, and attention dropout runs in adapters_kit's own kernel, which keeps
+    a one-byte mask instead of the dropped attention matrix (:mod:`adapters_kit.model.dropout`); the same dropout,
+    cheaper. It relies on transformers 5's attention registry and turns itself off, with one log line, on other
+    versions. ``False``: PyTorch's own dropout."""
     layer_decay: float | None = None
     """Layer-wise learning-rate decay (e.g. 0.8): the head learns at ``lr``, each block below at ``layer_decay``
     times the rate of the block above, embeddings slowest. Off by default; meant for ``full``."""

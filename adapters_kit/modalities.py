@@ -32,8 +32,8 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from adapters_kit import media
 from adapters_kit.config import TrainConfig
+from adapters_kit.data import media
 from adapters_kit.errors import UserError
 from adapters_kit.registry import Registry
 

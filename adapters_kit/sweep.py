@@ -14,11 +14,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from adapters_kit.atomic import atomic_dir, write_json
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field, field_kind
 from adapters_kit.errors import UserError
 from adapters_kit.methods import get_recipe
-from adapters_kit.output import SWEEP, claim, input_paths
+from adapters_kit.runs.atomic import atomic_dir, write_json
+from adapters_kit.runs.output import SWEEP, claim, input_paths
 from adapters_kit.trainer import AdapterTrainer, resolve_config
 
 SAMPLERS = ("tpe", "random", "grid")

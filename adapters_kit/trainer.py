@@ -1,6 +1,7 @@
 """Notebook facade: ``AdapterTrainer(cfg).train()`` and ``evaluate_run``. It only wires the layers together:
 config (:mod:`adapters_kit.train.setup`) -> data and model (:class:`adapters_kit.train.job.Job`) -> the method's
-recipe (:mod:`adapters_kit.methods`) through the loop -> evaluation -> the run folder (:mod:`adapters_kit.checkpoint`).
+recipe (:mod:`adapters_kit.methods`) through the loop -> evaluation -> the run folder
+(:mod:`adapters_kit.runs.checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from typing import Any
 from accelerate import Accelerator
 
 from adapters_kit import __version__
-from adapters_kit.atomic import write_json
-from adapters_kit.card import write_card
-from adapters_kit.checkpoint import LoadedRun, check_output, load_run, read_json, save_run
 from adapters_kit.config import TrainConfig
-from adapters_kit.data import load_splits, make_loader, prepare
+from adapters_kit.data.splits import load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
-from adapters_kit.evaluation import evaluate
-from adapters_kit.inference import Classifier
-from adapters_kit.output import input_paths
-from adapters_kit.report import write_mistakes, write_report
+from adapters_kit.evaluation.evaluator import evaluate
+from adapters_kit.runs.atomic import write_json
+from adapters_kit.runs.card import write_card
+from adapters_kit.runs.checkpoint import LoadedRun, check_output, load_run, read_json, save_run
+from adapters_kit.runs.inference import Classifier
+from adapters_kit.runs.output import input_paths
+from adapters_kit.runs.report import write_mistakes, write_report
 from adapters_kit.train.job import Job
 from adapters_kit.train.result import TrainResult
 from adapters_kit.train.setup import make_accelerator, resolve_config

@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 from evaluation_fixture import fixed_loader, identity_model  # this file's folder is on sys.path
 
-from adapters_kit.evaluation import SPEED_KEYS, evaluate
+from adapters_kit.evaluation.evaluator import SPEED_KEYS, evaluate
 
 if __name__ == "__main__":
     acc = Accelerator(cpu=True)

@@ -32,7 +32,7 @@ def main(model_dir: str, out: str, result_file: str) -> None:
     half = slice(rank * len(labels) // world, (rank + 1) * len(labels) // world)  # each process its share
     for _ in range(STEPS):
         step(model, optimizer, {k: v[half] for k, v in inputs.items()}, labels[half])
-    from adapters_kit.checkpoint import save_run
+    from adapters_kit.runs.checkpoint import save_run
 
     kwargs = dict(model=model, processor=tok, cfg=CFG.replace(model=model_dir, output=out), labels=LABELS, metrics={},
                   info={"backbone_path": model_dir},

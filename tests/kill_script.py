@@ -19,7 +19,7 @@ def _fire(sig: int) -> None:
 
 
 def _at_training(sig: int) -> None:
-    from adapters_kit import loop
+    from adapters_kit.train import loop
 
     real, steps = loop._Loop._trim_early, []
 
@@ -47,7 +47,7 @@ def _at_checkpoint(sig: int) -> None:
 
 
 def _at_swap(sig: int, after: bool) -> None:
-    from adapters_kit import atomic
+    from adapters_kit.runs import atomic
 
     real = atomic._exchange
 

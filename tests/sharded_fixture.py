@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, BertModel
 
 from adapters_kit import TrainConfig
-from adapters_kit.data import LabelMap
-from adapters_kit.modeling import build_model
+from adapters_kit.data.splits import LabelMap
+from adapters_kit.model.modeling import build_model
 
 CFG = TrainConfig(method="lora", pooling="mean", lora_r=2, lora_dropout=0.0, head_dropout=0.0, lr=1e-2, seed=7)
 LABELS = LabelMap(("sport", "business", "tech"))

@@ -107,7 +107,7 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_nothing(world, capsys, 
     no half-written folder."""
     import errno
 
-    import adapters_kit.checkpoint as checkpoint
+    import adapters_kit.runs.checkpoint as checkpoint
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -126,7 +126,7 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_nothing(world, capsys, 
 
 
 def test_odd_sample_rates_and_stereo_are_not_errors(world):
-    from adapters_kit.media import read_audio
+    from adapters_kit.data.media import read_audio
 
     wave = read_audio(str(world["root"] / "odd_rate.wav"), 16000)
     assert wave.shape == (16000,)

@@ -206,7 +206,7 @@ def test_epoch_clock_times_the_epochs_only_and_refuses_an_evaluation_inside_one(
 def test_the_split_files_hold_the_splits_adapters_kit_itself_draws(text_files):
     """The benchmark splits data by adapters_kit's own rules, so its files and ``adapters-kit train --data`` agree."""
     from adapters_kit import TrainConfig
-    from adapters_kit.data import load_splits
+    from adapters_kit.data.splits import load_splits
     from adapters_kit.modalities import get_modality
 
     spec = f"train={text_files['train']},test={text_files['test']}"
@@ -224,7 +224,7 @@ def test_the_split_files_hold_the_splits_adapters_kit_itself_draws(text_files):
 def test_a_builtin_splits_as_adapters_kit_splits_it():
     """A built-in without a test split (BBC News): the same carved test and validation splits, example for example."""
     from adapters_kit import TrainConfig
-    from adapters_kit.data import load_splits
+    from adapters_kit.data.splits import load_splits
     from adapters_kit.modalities import get_modality
 
     ours = make_splits("bbc-news", seed=42, max_train_samples=500)

@@ -11,8 +11,8 @@ import yaml
 from safetensors.torch import load_file
 
 from adapters_kit import load
-from adapters_kit.card import CardData, render_card
 from adapters_kit.cli import main
+from adapters_kit.runs.card import CardData, render_card
 from tests.test_roundtrip import train_tiny
 
 CARD_PATTERN = re.compile(r"""---
@@ -184,4 +184,5 @@ def test_the_wheel_carries_the_card_template_and_the_modeling_file(tmp_path):
                     str(tmp_path), str(repo)], check=True, capture_output=True)
     names = zipfile.ZipFile(next(tmp_path.glob("adapters_kit-*.whl"))).namelist()
     assert "adapters_kit/model_cards/model_card.md.j2" in names
-    assert "adapters_kit/remote_code/modeling_adapters_kit.py" in names
+    assert "adapters_kit/share/remote_code/modeling_adapters_kit.py" in names
+    assert "adapters_kit/evaluation/evaluate_modules/classification/classification.py" in names

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from adapters_kit import UserError
-from adapters_kit.checkpoint import atomic_dir, check_output, load_run, write_json
+from adapters_kit.runs.checkpoint import atomic_dir, check_output, load_run, write_json
 
 
 def test_interrupted_write_leaves_no_folder_and_no_temp(tmp_path):
@@ -63,9 +63,9 @@ def test_a_run_with_empty_weights_is_never_written(tmp_path):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from adapters_kit import TrainConfig
-    from adapters_kit.checkpoint import save_run
-    from adapters_kit.data import LabelMap
-    from adapters_kit.modeling import build_model
+    from adapters_kit.data.splits import LabelMap
+    from adapters_kit.model.modeling import build_model
+    from adapters_kit.runs.checkpoint import save_run
 
     cfg = TrainConfig(method="probe", pooling="mean", output=str(tmp_path / "run"))
     model = build_model(cfg, BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,

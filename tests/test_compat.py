@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from adapters_kit import UserError, load
-from adapters_kit.catalog import MODELS
-from adapters_kit.checkpoint import FORMAT_VERSION, resolve_base
+from adapters_kit.builtin.catalog import MODELS
 from adapters_kit.cli import main
 from adapters_kit.config import TrainConfig
+from adapters_kit.runs.checkpoint import FORMAT_VERSION, resolve_base
 from tests.test_roundtrip import train_tiny
 
 TEXTS = ["team goal match win", "market shares profit bank economy", "phone chip data users"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adapters_kit.catalog import MODELS
-from adapters_kit.convert import cached_conversion, tv_to_hf_key
+from adapters_kit.builtin.catalog import MODELS
+from adapters_kit.builtin.convert import cached_conversion, tv_to_hf_key
 
 
 def test_torchvision_keys_map_to_transformers_names():
@@ -102,7 +102,7 @@ def test_whisper_conversion_transcribes_speech(tmp_path):
     import soundfile as sf
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from adapters_kit.media import read_audio
+    from adapters_kit.data.media import read_audio
 
     path = MODELS["whisper-tiny-encoder"].path()
     wav = tmp_path / "fox.wav"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from adapters_kit import TrainConfig, UserError
-from adapters_kit.data import LabelMap, find_column, load_splits
+from adapters_kit.data.splits import LabelMap, find_column, load_splits
 from adapters_kit.modalities import TextModality
 from tests.conftest import make_texts, write_csv
 
@@ -162,7 +162,7 @@ def test_length_grouped_batches_hold_similar_lengths_and_keep_the_plain_shuffle_
     import numpy as np
     from datasets import Dataset
 
-    from adapters_kit.data import GROUP_SIZE, make_loader
+    from adapters_kit.data.splits import GROUP_SIZE, make_loader
 
     def collate(rows):
         return [r["i"] for r in rows]
@@ -193,10 +193,10 @@ def test_evaluation_runs_longest_first_and_scores_as_the_split_order(tiny_model_
     from transformers import AutoTokenizer, BertModel
 
     from adapters_kit import TrainConfig
-    from adapters_kit.data import load_splits, make_loader, prepare
-    from adapters_kit.evaluation import SPEED_KEYS, evaluate
+    from adapters_kit.data.splits import load_splits, make_loader, prepare
+    from adapters_kit.evaluation.evaluator import SPEED_KEYS, evaluate
     from adapters_kit.modalities import get_modality
-    from adapters_kit.modeling import build_model
+    from adapters_kit.model.modeling import build_model
 
     cfg = TrainConfig(data=f"train={text_files['train']},test={text_files['test']}", model=tiny_model_dir,
                       method="probe", pooling="mean")

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adapters_kit import TrainConfig, UserError, data_files
+from adapters_kit import TrainConfig, UserError
 from adapters_kit.cli import main
-from adapters_kit.data import MAX_DROPPED_SHARE, LabelMap, load_splits, normalize_label
+from adapters_kit.data import files as data_files
+from adapters_kit.data.splits import MAX_DROPPED_SHARE, LabelMap, load_splits, normalize_label
 from adapters_kit.modalities import TextModality
 from tests.cli_cases import assert_one_line_error
 from tests.conftest import write_csv
@@ -252,19 +253,19 @@ def test_the_dropped_share_is_allowed_up_to_the_limit_and_refused_beyond(tmp_pat
 def test_a_few_unknown_test_labels_are_one_warning_naming_them(tmp_path, caplog):
     test = rows_of(19, start=100) + [("match goal team tennis", "tennis")]
     data = f"train={write_csv(tmp_path / 'train.csv', rows_of(40))},test={write_csv(tmp_path / 'test.csv', test)}"
-    with caplog.at_level(logging.WARNING, logger="adapters_kit.data"):
+    with caplog.at_level(logging.WARNING, logger="adapters_kit.data.splits"):
         s = splits(data)
     assert s.report["unknown_labels"]["test"] == 1 and s.report["sizes"]["test"] == 19
-    assert [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data.splits"] == [
         "test: 1 row(s) with labels the training split never had ('tennis') are left out, not scored"]
 
 
 def test_a_class_too_rare_to_stratify_the_carved_validation_split_is_one_warning(tmp_path, caplog):
     rows = rows_of(40) + [("match goal team rare", "rare")]
-    with caplog.at_level(logging.WARNING, logger="adapters_kit.data"):
+    with caplog.at_level(logging.WARNING, logger="adapters_kit.data.splits"):
         s = splits(write_csv(tmp_path / "d.csv", rows))
     assert s.labels.names == ("business", "rare", "sport")
-    messages = [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data.splits"]
     assert len(messages) == 1 and "the validation split carved from train is drawn at random" in messages[0]
     assert "class(es) 'rare' have fewer than 2 rows" in messages[0]
 
@@ -281,7 +282,7 @@ def test_a_dataset_split_shipped_without_labels_is_left_out_with_a_note(monkeypa
     """ClassLabel -1 on every row (GLUE's test sets): not the user's mistake, so not the empty-split error."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-    import adapters_kit.data as data
+    import adapters_kit.data.splits as data
 
     features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
     train = rows_of(40, (0, 1))
@@ -290,10 +291,10 @@ def test_a_dataset_split_shipped_without_labels_is_left_out_with_a_note(monkeypa
                        "test": Dataset.from_dict({"text": ["a b", "c d", "e f"], "label": [-1, -1, -1]},
                                                  features=features)})
     monkeypatch.setattr(data, "load_raw", lambda spec, lone="train": raw)
-    with caplog.at_level(logging.WARNING, logger="adapters_kit.data"):
+    with caplog.at_level(logging.WARNING, logger="adapters_kit.data.splits"):
         s = splits("some/hub-dataset")
     assert set(s.datasets) == {"train", "validation"} and s.labels.names == ("neg", "pos")
-    assert [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "adapters_kit.data.splits"] == [
         "split 'test' has no labels (all 3 rows are -1, the mark of an unlabelled split); it is left out"]
 
 

@@ -1,4 +1,5 @@
-"""adapters_kit.dropout: the same dropout as torch's, from cheaper random numbers, checked against plain autograd."""
+"""adapters_kit.model.dropout: the same dropout as torch's, from cheaper random numbers, checked against plain
+autograd."""
 
 import math
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from adapters_kit.dropout import ATTENTION, FastDropout, attention_with_dropout, fast_dropout, keep_mask
+from adapters_kit.model.dropout import ATTENTION, FastDropout, attention_with_dropout, fast_dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -208,7 +209,7 @@ def test_a_model_on_eager_attention_keeps_it_and_trains_with_the_cheaper_masks()
 def test_fast_dropout_is_opt_in_and_off_on_versions_it_was_not_built_for(caplog):
     """Off unless asked for; asked for on a transformers or torch major version it was not written against, it
     leaves the model untouched and says so once."""
-    import adapters_kit.dropout as dropout
+    import adapters_kit.model.dropout as dropout
     from adapters_kit import TrainConfig
 
     assert TrainConfig().fast_dropout is False

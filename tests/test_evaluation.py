@@ -1,6 +1,6 @@
 import pytest
 
-from adapters_kit.evaluation import compute_metrics
+from adapters_kit.evaluation.evaluator import compute_metrics
 
 # y_true/y_pred worked by hand:
 #   class a: TP 2, FP 0, FN 1 -> P 1,   R 2/3, F1 0.8

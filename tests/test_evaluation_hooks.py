@@ -14,7 +14,7 @@ from accelerate import Accelerator
 
 from adapters_kit import AdapterTrainer, evaluate_run
 from adapters_kit.cli import main
-from adapters_kit.evaluation import SPEED_KEYS, evaluate
+from adapters_kit.evaluation.evaluator import SPEED_KEYS, evaluate
 from tests.evaluation_fixture import BATCH, N, fixed_loader, identity_model
 
 ROOT = Path(__file__).parents[1]

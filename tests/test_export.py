@@ -11,7 +11,7 @@ import torch
 
 from adapters_kit import load
 from adapters_kit.cli import main
-from adapters_kit.export import export_run, load_int8, load_merged, merged_classifier, quantize
+from adapters_kit.share.export import export_run, load_int8, load_merged, merged_classifier, quantize
 from tests.test_roundtrip import train_tiny
 
 TEXTS = ["team goal match win", "market shares profit bank economy today and the report says growth",
@@ -114,7 +114,7 @@ def test_int8_round_trip_is_exact_and_close_to_float(lora_run, tmp_path):
         assert int8 and all(f.get_tensor(k).dtype == torch.int8 for k in int8)
     # every Linear is int8: 2 layers x 6 linears + BERT's pooler + the head
     assert len(int8) == 2 * 6 + 1 + 1
-    from adapters_kit.checkpoint import load_run
+    from adapters_kit.runs.checkpoint import load_run
 
     loaded = load_int8(out)
     in_memory = quantize(merged_classifier(load_run(run)))
@@ -136,7 +136,7 @@ def test_cli_export_table_with_data(lora_run, tmp_path, capsys):
     rows = {line.split("  ")[0].strip(): line.split() for line in lines[2:4]}
     # the run's own row reproduces the test accuracy training recorded
     assert float(rows["run (adapter)"][-1]) == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
-    from adapters_kit.export import folder_mb
+    from adapters_kit.share.export import folder_mb
 
     assert rows["int8"][1:3] == [f"{folder_mb(out):.2f}", "MB"] and 0 <= float(rows["int8"][-1]) <= 1
     assert any(line.startswith("int8 vs run on 18 examples of test of") for line in lines)
@@ -146,7 +146,7 @@ def test_cli_export_table_with_data(lora_run, tmp_path, capsys):
 
 
 def test_export_leaves_no_partial_folder(lora_run, tmp_path, monkeypatch):
-    import adapters_kit.export as export
+    import adapters_kit.share.export as export
 
     _, _, _, run = lora_run
     monkeypatch.setattr(export, "ONNX_TOLERANCE", 0.0)  # any difference fails the check

@@ -7,7 +7,7 @@ import torch
 from transformers import BertModel
 
 from adapters_kit import AdapterTrainer
-from adapters_kit.evaluation import SPEED_KEYS
+from adapters_kit.evaluation.evaluator import SPEED_KEYS
 
 
 @pytest.fixture

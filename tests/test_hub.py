@@ -12,7 +12,7 @@ import torch
 
 from adapters_kit import UserError, load
 from adapters_kit.cli import main
-from adapters_kit.hub import files_to_push, push_run
+from adapters_kit.share.hub import files_to_push, push_run
 from tests import hub_standin
 from tests.test_roundtrip import train_tiny
 

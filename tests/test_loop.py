@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adapters_kit import AdapterTrainer
-from adapters_kit.evaluation import SPEED_KEYS
+from adapters_kit.evaluation.evaluator import SPEED_KEYS
 
 
 def scored(metrics):
@@ -55,7 +55,7 @@ def test_layer_decay_scales_each_block_below_the_head(tiny_model_dir):
     from transformers import BertModel
 
     from adapters_kit import TrainConfig
-    from adapters_kit.modeling import build_model
+    from adapters_kit.model.modeling import build_model
     from adapters_kit.train.loop import make_optimizer
 
     cfg = TrainConfig(method="full", pooling="mean")
@@ -87,7 +87,7 @@ def test_report_to_tensorboard_logs_train_and_validation_scalars(tiny_cfg, tmp_p
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from adapters_kit import AdapterTrainer
-    from adapters_kit.checkpoint import tracker_dir
+    from adapters_kit.runs.checkpoint import tracker_dir
 
     out = tmp_path / "run"
     AdapterTrainer(tiny_cfg(method="lora", epochs=2, report_to="tensorboard", output=str(out))).train()
@@ -126,7 +126,7 @@ def test_max_steps_stops_mid_epoch_with_the_schedule_laid_out_over_those_steps(t
 def test_tokens_per_second_counts_the_real_tokens_of_every_epoch(tiny_cfg, tmp_path):
     from transformers import AutoTokenizer
 
-    from adapters_kit.data import load_splits
+    from adapters_kit.data.splits import load_splits
     from adapters_kit.modalities import get_modality
 
     cfg = tiny_cfg(method="lora", epochs=2, output=str(tmp_path / "t"))

@@ -5,7 +5,8 @@ import platform
 
 import torch
 
-from adapters_kit import AdapterTrainer, evaluation
+from adapters_kit import AdapterTrainer
+from adapters_kit.evaluation import evaluator
 from adapters_kit.memory import TRIM_FIRST_STEPS, release_freed_memory
 from adapters_kit.train import loop
 
@@ -37,7 +38,7 @@ def test_training_trims_after_its_first_steps_and_after_each_evaluation(tiny_cfg
         return count
 
     monkeypatch.setattr(loop, "release_freed_memory", counter("loop"))
-    monkeypatch.setattr(evaluation, "release_freed_memory", counter("evaluation"))
+    monkeypatch.setattr(evaluator, "release_freed_memory", counter("evaluation"))
     trainer = AdapterTrainer(tiny_cfg(method="lora", epochs=2, output=str(tmp_path / "r")))
     metrics = trainer.train()
     steps = metrics["train"]["train_samples"] // trainer.cfg.batch_size
@@ -62,7 +63,7 @@ def test_trimming_leaves_the_trained_weights_bit_identical(tiny_cfg, tmp_path, m
 
     def trained(release, name):
         monkeypatch.setattr(loop, "release_freed_memory", release)
-        monkeypatch.setattr(evaluation, "release_freed_memory", release)
+        monkeypatch.setattr(evaluator, "release_freed_memory", release)
         trainer = AdapterTrainer(tiny_cfg(method="lora", epochs=2, output=str(tmp_path / name)))
         trainer.train()
         return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

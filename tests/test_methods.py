@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, BertModel
 
 from adapters_kit import TrainConfig, UserError
 from adapters_kit.methods.adapters import ADAPTERS, select_targets
-from adapters_kit.modeling import build_model
+from adapters_kit.model.modeling import build_model
 from adapters_kit.train.loop import make_optimizer
 
 

@@ -12,7 +12,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from adapters_kit.metrics import StreamingMetrics, log_softmax
+from adapters_kit.evaluation.metrics import StreamingMetrics, log_softmax
 
 
 def random_case(n, k, seed, skill=1.5):

@@ -15,9 +15,9 @@ import torch
 
 from adapters_kit import AdapterTrainer, TrainConfig, load
 from adapters_kit.cli import main
-from adapters_kit.data import load_splits
+from adapters_kit.data.media import read_audio
+from adapters_kit.data.splits import load_splits
 from adapters_kit.errors import UserError
-from adapters_kit.media import read_audio
 from adapters_kit.modalities import get_modality, model_modality
 from tests.modality_fixtures import COLOURS, TONES, blob_image, build_family, write_audio_folder, write_image_folder
 
@@ -159,7 +159,7 @@ def test_image_folder_splits_labels_and_rgb(family_dir, image_root):
 
 
 def test_augmentation_only_in_training_and_switchable(family_dir, image_root):
-    from adapters_kit.data import prepare
+    from adapters_kit.data.splits import prepare
     from adapters_kit.trainer import resolve_config
 
     # the method's default (on for methods that train the backbone) is filled in when a run starts
@@ -286,7 +286,7 @@ def test_a_corrupt_audio_file_is_skipped(family_dir, tmp_path, caplog):
 @pytest.fixture(scope="module")
 def exported_runs(family_dir, image_root, audio_root, tmp_path_factory):
     """A LoRA run per image/audio family, with its merged and ONNX exports."""
-    from adapters_kit.export import export_run
+    from adapters_kit.share.export import export_run
 
     runs = {}
     for family in ("vit", "mobilenet_v2", "wav2vec2", "whisper"):
@@ -304,9 +304,9 @@ def exported_runs(family_dir, image_root, audio_root, tmp_path_factory):
 def test_merged_and_onnx_exports_match_the_run_on_real_files(family, exported_runs):
     import transformers
 
-    from adapters_kit.checkpoint import load_run
-    from adapters_kit.data import make_loader, prepare
-    from adapters_kit.export import load_int8, load_merged, onnx_predictor
+    from adapters_kit.data.splits import make_loader, prepare
+    from adapters_kit.runs.checkpoint import load_run
+    from adapters_kit.share.export import load_int8, load_merged, onnx_predictor
 
     root, data, checks = exported_runs[family]
     assert "limit 1e-4" in checks["merged"][0] and "limit 0.001" in checks["onnx"][0]
@@ -333,8 +333,8 @@ def test_plain_peft_loads_an_image_adapter(family_dir, exported_runs):
     from peft import PeftModel
     from transformers import AutoModel
 
-    from adapters_kit.checkpoint import load_run
-    from adapters_kit.export import _sample_batches
+    from adapters_kit.runs.checkpoint import load_run
+    from adapters_kit.share.export import _sample_batches
 
     root = exported_runs["vit"][0]
     run = load_run(root / "run")

@@ -3,9 +3,9 @@ import torch
 from transformers import BertModel
 
 from adapters_kit import TrainConfig
-from adapters_kit.heads import POOLERS
 from adapters_kit.methods.adapters import block_linear_names
-from adapters_kit.modeling import build_model
+from adapters_kit.model.heads import POOLERS
+from adapters_kit.model.modeling import build_model
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_poolers_against_direct_computation():
 
 
 def test_head_init_depends_on_seed_only(backbone):
-    from adapters_kit.heads import build_head
+    from adapters_kit.model.heads import build_head
 
     cfg = TrainConfig(method="probe", pooling="mean", seed=5)
     a = build_model(cfg, backbone, num_labels=3).head.state_dict()

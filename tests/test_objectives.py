@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapters_kit import AdapterTrainer, TrainConfig, UserError
-from adapters_kit.evaluation import SPEED_KEYS
+from adapters_kit.evaluation.evaluator import SPEED_KEYS
 from adapters_kit.methods import validate
 from adapters_kit.methods.domain import GradientReversal, dann_lambda, join
 from tests.conftest import FILLER, make_texts, write_csv

@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoTokenizer, BertModel
 from adapters_kit import AdapterTrainer, TrainConfig, UserError, load
 from adapters_kit.methods import validate
 from adapters_kit.methods.autoencoder import Denoiser, Reconstruction, choose, denoiser_for, low_resolution
-from adapters_kit.modeling import build_model
+from adapters_kit.model.modeling import build_model
 from adapters_kit.train.loop import train as train_loop
 from tests.conftest import write_csv
 from tests.modality_fixtures import build_family

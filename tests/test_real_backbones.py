@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adapters_kit import AdapterTrainer, TrainConfig, load
-from adapters_kit.catalog import DATASETS
+from adapters_kit.builtin.catalog import DATASETS
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapters_kit import AdapterTrainer, TrainConfig, UserError
+from adapters_kit._moved import MOVED
 from adapters_kit.methods import METHODS, get_recipe, validate
 from adapters_kit.methods.adapters import ADAPTERS, build_adapter
 from tests.conftest import write_csv
@@ -83,16 +84,27 @@ def test_unknown_names_list_the_registered_ones():
         validate(TrainConfig(method="lp-ft", lp_ft_stage="probe"))
 
 
-def test_old_module_paths_still_import_with_a_deprecation_warning():
-    import adapters_kit.train.loop as new
-
-    sys.modules.pop("adapters_kit.loop", None)  # a first import, as in a fresh process
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_module_paths_still_import_with_a_deprecation_warning(old):
+    new = importlib.import_module(MOVED[old])
+    sys.modules.pop(old, None)  # a first import, as in a fresh process
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        old = importlib.import_module("adapters_kit.loop")
-    assert old is new
-    assert any(issubclass(w.category, DeprecationWarning) and "adapters_kit.train.loop" in str(w.message)
-               and "0.3.0" in str(w.message) for w in caught)
+        imported = importlib.import_module(old)
+    assert imported is new
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == [
+        f"{old} moved to {MOVED[old]}; import it from there (the old path is removed in 0.3.0)"]
+
+
+def test_the_data_and_evaluation_packages_still_export_what_their_modules_did():
+    from adapters_kit.data import LabelMap, load_splits, make_loader, prepare, splits
+    from adapters_kit.evaluation import evaluate, evaluator
+
+    assert (LabelMap, load_splits, make_loader, prepare) == (splits.LabelMap, splits.load_splits, splits.make_loader,
+                                                             splits.prepare)
+    assert evaluate is evaluator.evaluate
+    with pytest.raises(AttributeError, match="module 'adapters_kit.data' has no attribute 'nothing'"):
+        importlib.import_module("adapters_kit.data").nothing
 
 
 def _ae_cfg(tiny_cfg, tmp_path, out, **kw):

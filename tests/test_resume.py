@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters_kit.checkpoint import check_output
 from adapters_kit.errors import UserError
-from adapters_kit.evaluation import SPEED_KEYS
+from adapters_kit.evaluation.evaluator import SPEED_KEYS
+from adapters_kit.runs.checkpoint import check_output
 from adapters_kit.train.resume import list_checkpoints, rotate
 
 EPOCHS = 12

@@ -81,7 +81,7 @@ def test_reload_gives_identical_logits(trained):
 
 def test_head_trained_away_from_initialisation(trained, tiny_model_dir):
     _, trainer, _, out = trained
-    from adapters_kit.heads import build_head
+    from adapters_kit.model.heads import build_head
 
     torch.manual_seed(trainer.cfg.seed)  # build_model draws the head from this seed alone
     saved = load_file(str(out / "head.safetensors"))
@@ -128,7 +128,7 @@ def test_existing_run_is_refused_without_overwrite(trained):
 
 def test_same_seed_gives_identical_runs(tiny_cfg, tmp_path):
     runs = [AdapterTrainer(tiny_cfg(method="lora", output=str(tmp_path / n), seed=3)) for n in ("a", "b")]
-    from adapters_kit.evaluation import SPEED_KEYS
+    from adapters_kit.evaluation.evaluator import SPEED_KEYS
 
     metrics = [t.train() for t in runs]
     for split in ("validation", "test"):

@@ -16,16 +16,16 @@ from typing import Any, Callable
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from adapters_kit.catalog import resolve_model
+from adapters_kit.builtin.catalog import resolve_model
 from adapters_kit.config import TrainConfig
-from adapters_kit.data import Splits, load_inputs, load_splits, make_loader, prepare
+from adapters_kit.data.splits import Splits, load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
-from adapters_kit.evaluation import evaluate
-from adapters_kit.features import backbone_fingerprint, cached_encode, feature_loader
-from adapters_kit.heads import build_head
+from adapters_kit.evaluation.evaluator import evaluate
 from adapters_kit.methods import get_recipe
 from adapters_kit.modalities import get_modality
-from adapters_kit.modeling import AdapterClassifier, build_model
+from adapters_kit.model.features import backbone_fingerprint, cached_encode, feature_loader
+from adapters_kit.model.heads import build_head
+from adapters_kit.model.modeling import AdapterClassifier, build_model
 from adapters_kit.train.loop import train as train_loop
 from adapters_kit.train.objectives import BatchStream
 from adapters_kit.train.result import TrainResult

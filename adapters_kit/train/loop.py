@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig
-from adapters_kit.dropout import fast_dropout
 from adapters_kit.errors import TrainingInterrupted
-from adapters_kit.evaluation import evaluate
+from adapters_kit.evaluation.evaluator import evaluate
 from adapters_kit.memory import TRIM_FIRST_STEPS, release_freed_memory
 from adapters_kit.methods.adapters import block_index
+from adapters_kit.model.dropout import fast_dropout
 from adapters_kit.train.objectives import Objective, TaskLoss
 from adapters_kit.train.result import TrainResult
 from adapters_kit.train.resume import Checkpointing, Position, check_resumable, load_checkpoint, rotate, save_checkpoint
@@ -322,7 +322,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: 
     ``checkpoints``, a checkpoint is written at each epoch end and every ``save_steps`` optimizer steps, training
     continues from ``checkpoints.resume_from`` when set, and Ctrl-C saves one and raises
     :class:`TrainingInterrupted`. ``objective`` computes each step's loss (default: cross-entropy on the batch).
-    With ``cfg.fast_dropout`` the model trains with :func:`adapters_kit.dropout.fast_dropout`.
+    With ``cfg.fast_dropout`` the model trains with :func:`adapters_kit.model.dropout.fast_dropout`.
     """
     with fast_dropout(model, cfg.fast_dropout):
         return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective).run()

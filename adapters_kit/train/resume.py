@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adapters_kit.errors import UserError
-from adapters_kit.output import CHECKPOINT_PREFIX
+from adapters_kit.runs.output import CHECKPOINT_PREFIX
 
 PREFIX = CHECKPOINT_PREFIX
 STATE = "state.json"

@@ -11,13 +11,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from transformers import AutoConfig
 
-from adapters_kit.catalog import fit_max_length, resolve_model
-from adapters_kit.checkpoint import tracker_dir
+from adapters_kit.builtin.catalog import fit_max_length, resolve_model
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
-from adapters_kit.heads import HEADS, POOLERS
 from adapters_kit.methods import validate
 from adapters_kit.modalities import get_modality
+from adapters_kit.model.heads import HEADS, POOLERS
+from adapters_kit.runs.checkpoint import tracker_dir
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from adapters_kit.metrics import counts_metrics
+from adapters_kit.evaluation.metrics import counts_metrics
 
 _DESCRIPTION = "F1 from a confusion matrix; macro averages over classes present in references or predictions."
 

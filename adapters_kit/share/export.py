@@ -24,11 +24,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from adapters_kit.atomic import atomic_dir, write_json
-from adapters_kit.checkpoint import LoadedRun, load_run
 from adapters_kit.errors import UserError
-from adapters_kit.modeling import AdapterClassifier, feature_dim
-from adapters_kit.output import EXPORT, claim, input_paths
+from adapters_kit.model.modeling import AdapterClassifier, feature_dim
+from adapters_kit.runs.atomic import atomic_dir, write_json
+from adapters_kit.runs.checkpoint import LoadedRun, load_run
+from adapters_kit.runs.output import EXPORT, claim, input_paths
 
 REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
 AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "image": "AutoModelForImageClassification",
@@ -324,7 +324,7 @@ def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None
                   batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
     """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained): its first
     ``max_samples`` examples."""
-    from adapters_kit.data import load_splits, make_loader, prepare
+    from adapters_kit.data.splits import load_splits, make_loader, prepare
 
     cfg = run.data_config(data)
     ds = load_splits(cfg, run.modality, labels=run.labels).split(split, data)

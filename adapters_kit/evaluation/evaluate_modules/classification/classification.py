@@ -10,7 +10,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from adapters_kit.metrics import StreamingMetrics
+from adapters_kit.evaluation.metrics import StreamingMetrics
 
 _DESCRIPTION = """Accuracy, precision/recall/F1 (macro, micro, weighted, per class), confusion matrix, top-k accuracy,
 ROC-AUC (binary, or one-vs-rest macro), log-loss and expected calibration error, from logits (softmax is applied)

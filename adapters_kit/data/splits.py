@@ -2,7 +2,7 @@
 
 ``load_splits`` returns a :class:`Splits` whose datasets have exactly two columns, ``input`` and ``label``
 (an int id into ``Splits.labels``). ``prepare`` runs the modality's preprocessing; ``make_loaders`` batches.
-Specs and files become raw splits in :mod:`adapters_kit.data_files` (which names a broken file's line).
+Specs and files become raw splits in :mod:`adapters_kit.data.files` (which names a broken file's line).
 
 Labels are text, normalised one way wherever they are read (training split, held-out splits, and through
 :func:`normalize_label` a saved run's ``labels.json``): surrounding whitespace is stripped, the rest kept verbatim
@@ -36,9 +36,9 @@ from sklearn.model_selection import train_test_split
 from adapters_kit.config import TrainConfig
 
 # Raw loading moved to data_files; its public names stay importable from here (``x as x``: a re-export).
-from adapters_kit.data_files import FILE_BUILDERS as FILE_BUILDERS
-from adapters_kit.data_files import SPLIT_ALIASES as SPLIT_ALIASES
-from adapters_kit.data_files import (
+from adapters_kit.data.files import FILE_BUILDERS as FILE_BUILDERS
+from adapters_kit.data.files import SPLIT_ALIASES as SPLIT_ALIASES
+from adapters_kit.data.files import (
     absolute_paths,
     base_dirs,
     check_one_per_row,
@@ -49,14 +49,14 @@ from adapters_kit.data_files import (
     load_raw,
     source_files,
 )
-from adapters_kit.data_files import is_class_folder as is_class_folder
-from adapters_kit.data_files import load_folder as load_folder
-from adapters_kit.data_files import load_inputs as load_inputs
+from adapters_kit.data.files import is_class_folder as is_class_folder
+from adapters_kit.data.files import load_folder as load_folder
+from adapters_kit.data.files import load_inputs as load_inputs
+from adapters_kit.data.loaders import GROUP_SIZE as GROUP_SIZE  # the loaders lived here; kept importable from here
+from adapters_kit.data.loaders import LengthGroupedSampler as LengthGroupedSampler
+from adapters_kit.data.loaders import LongestFirstSampler as LongestFirstSampler
+from adapters_kit.data.loaders import make_loader as make_loader
 from adapters_kit.errors import UserError
-from adapters_kit.loaders import GROUP_SIZE as GROUP_SIZE  # the loaders lived here; kept importable from here
-from adapters_kit.loaders import LengthGroupedSampler as LengthGroupedSampler
-from adapters_kit.loaders import LongestFirstSampler as LongestFirstSampler
-from adapters_kit.loaders import make_loader as make_loader
 
 log = logging.getLogger(__name__)
 

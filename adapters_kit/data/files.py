@@ -15,7 +15,7 @@ cause instead of the library's "An error occurred while generating the dataset":
 - CSV / TSV cells are read as strings and never type-coerced: only an empty cell is missing, so ``NA``, ``None``
   and ``001`` stay as written, and one blank cell cannot turn a column of integers into floats (``0`` into
   ``0.0``). JSON and Parquet are typed: their values keep their types here, and
-  :func:`adapters_kit.data.normalize_label` writes labels as text.
+  :func:`adapters_kit.data.splits.normalize_label` writes labels as text.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict, Features, Json, LargeList, List, Value, load_dataset
 from datasets.utils import logging as datasets_logging
 
-from adapters_kit import media
-from adapters_kit.catalog import DATASETS
+from adapters_kit.builtin.catalog import DATASETS
+from adapters_kit.data import media
 from adapters_kit.errors import UserError
 
 SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation", "eval": "validation"}

@@ -69,7 +69,7 @@ class BuiltinModel(Asset):
     def path(self) -> str:
         if self.convert is None:
             return os.path.join(self.root(), self.subdir)
-        from adapters_kit.convert import cached_conversion
+        from adapters_kit.builtin.convert import cached_conversion
 
         root = self.root()
         return str(cached_conversion(self.name, lambda out: self.convert(root, out)))
@@ -125,7 +125,7 @@ def _read_sms(root: str) -> dict[str, pd.DataFrame]:
 
 def _rendered(name: str, render: Callable[[Path], None]) -> Path:
     """A data set written once as files into the cache (``datasets/<name>``), atomically and under a lock."""
-    from adapters_kit.convert import cached_build
+    from adapters_kit.builtin.convert import cached_build
 
     return cached_build(cache_root() / "datasets", name, render)
 
@@ -193,19 +193,19 @@ def _read_spoken(root: str) -> dict[str, pd.DataFrame]:
 
 
 def _convert_mobilenet(root: str, out: Path) -> Path:
-    from adapters_kit.convert import convert_mobilenet_v2
+    from adapters_kit.builtin.convert import convert_mobilenet_v2
 
     return convert_mobilenet_v2(os.path.join(root, "weights", "mobilenet_v2-b0353104.pth"), out)
 
 
 def _convert_whisper(root: str, out: Path) -> Path:
-    from adapters_kit.convert import convert_whisper_tiny
+    from adapters_kit.builtin.convert import convert_whisper_tiny
 
     return convert_whisper_tiny(os.path.join(root, "model"), out)
 
 
 def _convert_smollm2(root: str, out: Path) -> Path:
-    from adapters_kit.convert import convert_smollm2
+    from adapters_kit.builtin.convert import convert_smollm2
 
     return convert_smollm2(root, "SmolLM2-135M-Instruct.Q4_1.gguf", out)
 

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
-from adapters_kit.atomic import atomic_file
-from adapters_kit.checkpoint import read_json
-from adapters_kit.plots import confusion_matrix_png, curves_png, reliability_png
+from adapters_kit.runs.atomic import atomic_file
+from adapters_kit.runs.checkpoint import read_json
+from adapters_kit.runs.plots import confusion_matrix_png, curves_png, reliability_png
 
 TABLE_KEYS = ("n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
               "top_k_accuracy", "roc_auc", "log_loss", "ece", "examples_per_second", "latency_ms_p50",

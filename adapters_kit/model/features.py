@@ -19,9 +19,9 @@ import torch
 from datasets import Dataset, load_from_disk
 from torch.utils.data import DataLoader, TensorDataset
 
-from adapters_kit.atomic import atomic_dir
-from adapters_kit.catalog import cache_root
-from adapters_kit.modeling import AdapterClassifier
+from adapters_kit.builtin.catalog import cache_root
+from adapters_kit.model.modeling import AdapterClassifier
+from adapters_kit.runs.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 

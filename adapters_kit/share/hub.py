@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters_kit.atomic import write_text
-from adapters_kit.card import card_text
 from adapters_kit.errors import UserError
-from adapters_kit.output import RUN_MARKER
+from adapters_kit.runs.atomic import write_text
+from adapters_kit.runs.card import card_text
+from adapters_kit.runs.output import RUN_MARKER
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from adapters_kit.atomic import write_text
-from adapters_kit.checkpoint import read_json, read_labels
 from adapters_kit.config import TrainConfig, from_dict
 from adapters_kit.errors import UserError
 from adapters_kit.methods import get_recipe
+from adapters_kit.runs.atomic import write_text
+from adapters_kit.runs.checkpoint import read_json, read_labels
 from adapters_kit.tasks import get_task
 
 TEMPLATE = "model_card.md.j2"
@@ -35,8 +35,8 @@ def template_dir() -> Path:
     """The ``model_cards/`` folder: ``$ADAPTERS_KIT_CARD_TEMPLATES``, else the one beside the package (a source
     checkout or an editable install)."""
     # adapters_kit/model_cards is a symlink to the repository's model_cards/ that wheels carry as real files.
-    candidates = [os.environ.get("ADAPTERS_KIT_CARD_TEMPLATES"), Path(__file__).resolve().parents[1] / "model_cards",
-                  Path(__file__).parent / "model_cards"]
+    candidates = [os.environ.get("ADAPTERS_KIT_CARD_TEMPLATES"), Path(__file__).resolve().parents[2] / "model_cards",
+                  Path(__file__).parents[1] / "model_cards"]
     for c in candidates:
         if c and (Path(c) / TEMPLATE).is_file():
             return Path(c)

@@ -111,7 +111,7 @@ def stale_temporaries(final: Path) -> list[Path]:
 def atomic_dir(directory: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``directory`` only if the block finishes.
 
-    The caller decides beforehand whether an existing ``directory`` may be replaced (:mod:`adapters_kit.output`);
+    The caller decides beforehand whether an existing ``directory`` may be replaced (:mod:`adapters_kit.runs.output`);
     what was there is removed only after the new folder is in place. Folders created above ``directory`` are
     removed again if the block fails.
     """

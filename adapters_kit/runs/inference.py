@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from adapters_kit.checkpoint import LoadedRun, is_hub_id, load_run
+from adapters_kit.runs.checkpoint import LoadedRun, is_hub_id, load_run
 from adapters_kit.tasks import get_task
 
 
@@ -58,7 +58,7 @@ def load(directory_or_repo: str | Path, batch_size: int = 32, *, revision: str |
     ready :class:`Classifier` (CPU, eval mode). ``base_model`` overrides where the backbone comes from."""
     directory = directory_or_repo
     if is_hub_id(str(directory_or_repo)):
-        from adapters_kit.hub import download_run
+        from adapters_kit.share.hub import download_run
 
         directory = download_run(str(directory_or_repo), revision=revision, token=token)
     return Classifier(load_run(directory, base_model=base_model), batch_size=batch_size)

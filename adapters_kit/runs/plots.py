@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from adapters_kit.atomic import atomic_file
+from adapters_kit.runs.atomic import atomic_file
 
 
 def _pyplot():

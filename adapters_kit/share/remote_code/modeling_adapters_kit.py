@@ -15,7 +15,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 def pool(hidden, mask, how):
-    """Same arithmetic as adapters_kit.heads: masked mean, first position, or last real position."""
+    """Same arithmetic as adapters_kit.model.heads: masked mean, first position, or last real position."""
     if hidden.dim() == 4:  # CNN feature maps (batch, channels, height, width) -> positions
         hidden = hidden.flatten(2).transpose(1, 2)
     if how == "cls":
@@ -33,7 +33,7 @@ def pool(hidden, mask, how):
 
 
 def build_head(kind, dim, num_labels, dropout=0.1):
-    """The same module layout (and so the same weight names) as adapters_kit.heads."""
+    """The same module layout (and so the same weight names) as adapters_kit.model.heads."""
     if kind == "mlp":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout),
                              nn.Linear(dim, num_labels))

@@ -1,8 +1,8 @@
 """Local run folders: save (atomically) and load adapter + head + labels + processor + config + metrics.
 
 A run folder is complete or absent: everything, report and card included, is written into a hidden temporary
-sibling that takes the folder's name in one step at the end (:mod:`adapters_kit.atomic`), so an interrupted run
-never leaves a folder that looks finished. Which folders may be written at all is :mod:`adapters_kit.output`'s
+sibling that takes the folder's name in one step at the end (:mod:`adapters_kit.runs.atomic`), so an interrupted run
+never leaves a folder that looks finished. Which folders may be written at all is :mod:`adapters_kit.runs.output`'s
 rule. Loading checks every file before it is used and names the damaged one in a single line.
 """
 
@@ -18,16 +18,16 @@ from typing import Any, Callable
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from adapters_kit.atomic import atomic_dir, write_json, write_text
-from adapters_kit.catalog import MODELS
+from adapters_kit.builtin.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
-from adapters_kit.data import LabelMap, normalize_label
+from adapters_kit.data.splits import LabelMap, normalize_label
 from adapters_kit.errors import UserError
-from adapters_kit.heads import build_head
 from adapters_kit.methods import get_recipe
 from adapters_kit.modalities import get_modality
-from adapters_kit.modeling import AdapterClassifier, feature_dim
-from adapters_kit.output import MANIFEST_KEY, RUN, RUN_INFO, RUN_MARKER, claim, remove_partial
+from adapters_kit.model.heads import build_head
+from adapters_kit.model.modeling import AdapterClassifier, feature_dim
+from adapters_kit.runs.atomic import atomic_dir, write_json, write_text
+from adapters_kit.runs.output import MANIFEST_KEY, RUN, RUN_INFO, RUN_MARKER, claim, remove_partial
 from adapters_kit.train.resume import STATE, list_checkpoints
 
 FORMAT_VERSION = 1
@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 
 def check_output(directory: str | Path, overwrite: bool, resume: bool = False, resume_from: str | None = None,
                  inputs: list[Path] | tuple = ()) -> Path | None:
-    """Check the output folder before any work (:func:`adapters_kit.output.claim`); returns the checkpoint to
+    """Check the output folder before any work (:func:`adapters_kit.runs.output.claim`); returns the checkpoint to
     resume from, if any. ``inputs``: local paths the run reads, which the folder must not hold."""
     path = Path(directory)
     found = claim(path, RUN, overwrite=overwrite, resume=resume, continuing=resume_from is not None,

@@ -1,5 +1,5 @@
 """A model becomes metrics: ``evaluate(model, loader, accelerator, names)`` streams batches into
-:class:`~adapters_kit.metrics.StreamingMetrics` and times inference.
+:class:`~adapters_kit.evaluation.metrics.StreamingMetrics` and times inference.
 
 Batches are gathered across processes with ``gather_for_metrics``, which drops the samples a distributed sampler
 repeats to even out the last batch, so every example counts exactly once.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from accelerate.data_loader import DataLoaderStateMixin
 
+from adapters_kit.evaluation.metrics import StreamingMetrics, counts_metrics
 from adapters_kit.memory import release_freed_memory
-from adapters_kit.metrics import StreamingMetrics, counts_metrics
 
 log = logging.getLogger(__name__)
 SPEED_KEYS = ("examples_per_second", "latency_ms_p50", "latency_ms_p95")

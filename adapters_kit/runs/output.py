@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters_kit.atomic import is_temporary, stale_temporaries
 from adapters_kit.errors import UserError
+from adapters_kit.runs.atomic import is_temporary, stale_temporaries
 
 CHECKPOINT_PREFIX = "checkpoint-"
 RUN_MARKER = "train_config.json"

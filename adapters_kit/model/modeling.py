@@ -9,9 +9,9 @@ from torch import nn
 
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
-from adapters_kit.heads import POOLERS, build_head
 from adapters_kit.methods import get_recipe
 from adapters_kit.methods.adapters import block_index
+from adapters_kit.model.heads import POOLERS, build_head
 
 
 class AdapterClassifier(nn.Module):
