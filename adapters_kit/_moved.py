@@ -71,3 +71,18 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.append(_Finder())
+
+
+def lazy_exports(package: str, module: str, submodules: set[str]):
+    """A package's module ``__getattr__``: its ``submodules`` and the names of its ``module`` (where a module of the
+    package's name used to be), each imported on first use, so importing one submodule loads no other."""
+
+    def __getattr__(name):
+        if name in submodules:
+            return importlib.import_module(f"{package}.{name}")
+        try:
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+        except AttributeError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__

@@ -5,17 +5,6 @@ The names of ``splits`` (``load_splits``, ``prepare``, ``LabelMap`` ...) also im
 so that importing one submodule does not load the others.
 """
 
-import importlib
+from adapters_kit._moved import lazy_exports
 
-_SUBMODULES = {"files", "loaders", "media", "splits"}
-
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    from adapters_kit.data import splits
-
-    try:
-        return getattr(splits, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_exports(__name__, "splits", {"files", "loaders", "media", "splits"})

@@ -4,17 +4,6 @@
 The names of ``evaluator`` (``evaluate``, ``evaluate_splits`` ...) also import from here, loaded on first use.
 """
 
-import importlib
+from adapters_kit._moved import lazy_exports
 
-_SUBMODULES = {"evaluator", "metrics"}
-
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    from adapters_kit.evaluation import evaluator
-
-    try:
-        return getattr(evaluator, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_exports(__name__, "evaluator", {"evaluator", "metrics"})
