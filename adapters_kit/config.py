@@ -9,7 +9,6 @@ import ast
 import dataclasses
 import inspect
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,18 @@ import yaml
 from adapters_kit.config_sections import SECTIONS as SECTIONS  # noqa: F401  (read by the CLI and the docs)
 from adapters_kit.config_sections import flatten_sections
 from adapters_kit.config_sections import section_of as section_of  # noqa: F401
+from adapters_kit.config_values import coerce, kind_of, type_problem
 from adapters_kit.errors import UserError
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
-                    "top_k_accuracy", "roc_auc", "log_loss", "ece")
-LOWER_IS_BETTER = ("log_loss", "ece")
+                    "top_k_accuracy", "roc_auc", "log_loss", "ece", "f1_samples", "precision_micro", "recall_micro",
+                    "subset_accuracy", "hamming_loss", "map", "mse", "rmse", "mae", "r2", "pearson", "spearman")
+"""Every metric ``best_metric`` may name: the union of the tasks' ``selectable`` metrics (a test keeps the two
+equal); whether the run's task computes it is checked once the task is known."""
+LOWER_IS_BETTER = ("log_loss", "ece", "hamming_loss", "mse", "rmse", "mae")
+THRESHOLDS = ("fixed", "tuned")
+LOSSES = ("mse", "huber")
 DEFAULT_MAX_LENGTH = 128
 """Tokens per text when ``max_length`` is not given (fewer for a backbone with fewer positions)."""
 MAX_SEED = 2**32 - 1
@@ -74,10 +79,21 @@ class TrainConfig:
     or the backbone's limit when its position table holds fewer; a value above that limit is refused."""
     seed: int = 42
     """Seed for initialisation, shuffling and dropout: an integer in 0..2**32 - 1 (numpy's seed range)."""
+    task: str | None = None
+    """What is predicted: ``classification`` (one label per input), ``multi-label`` (any number of labels per
+    input), ``regression`` (a number); ``None``: detected from the label column (lists: multi-label; numbers that
+    are not all integers, with more than 20 distinct values: regression; else classification) and printed."""
     text_column: str | None = None
     """Input column; detected from common names when not given."""
+    text_pair_column: str | None = None
+    """Second text of a sentence pair (NLI, paraphrase, question/passage), encoded with the first as the
+    tokenizer's pair encoding; detected when the data has a common pair of columns (``sentence1/sentence2``,
+    ``premise/hypothesis``, ``question/passage``, ``text_a/text_b``, ``query/document``)."""
     label_column: str | None = None
     """Label column; detected from common names when not given."""
+    label_separator: str | None = None
+    """``multi-label`` in CSV / TSV: the character between the labels of one cell (e.g. ``;``); an empty cell is
+    an example with no label. JSON / Parquet lists need none."""
     val_fraction: float = 0.1
     """Share of train carved (stratified) into a validation split when the data has none."""
     max_train_samples: int | None = None
@@ -91,6 +107,12 @@ class TrainConfig:
     """Share of optimizer steps spent warming the learning rate up linearly from 0; then linear decay to 0."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 disables clipping."""
+    loss: str = "mse"
+    """``regression``: ``mse`` or ``huber`` (on the standardised target: quadratic within one standard deviation,
+    linear beyond, so outliers pull less)."""
+    pos_weight: bool = False
+    """``multi-label``: weigh each label's positive examples by its negatives / positives ratio on the training
+    split (binary cross-entropy's ``pos_weight``), for rare labels."""
     mixed_precision: str = "no"
     """``no``, ``bf16`` or ``fp16`` (passed to accelerate). fp32 is the fast path on CPUs without native bf16."""
     lora_r: int = 8
@@ -133,9 +155,14 @@ class TrainConfig:
     """Classification head: ``linear`` or ``mlp``."""
     head_dropout: float = 0.1
     """Dropout on the pooled features before the head (and inside the MLP head) while training."""
-    best_metric: str = "f1_macro"
-    """Validation metric that picks the best evaluation; its weights are the ones saved (log_loss and ece are
-    minimised, the others maximised)."""
+    best_metric: str | None = None
+    """Validation metric that picks the best evaluation; its weights are the ones saved (log_loss, ece,
+    hamming_loss, mse, rmse and mae are minimised, the others maximised). ``None``: the task's default
+    (classification ``f1_macro``, multi-label ``f1_micro``, regression ``rmse``)."""
+    thresholds: str = "fixed"
+    """``multi-label``: ``fixed`` predicts a label at score 0.5; ``tuned`` picks each label's threshold on the
+    validation split (the one maximising that label's F1) after training, saves it with the run and uses it for
+    test metrics, ``eval``, ``predict`` and exports."""
     eval_steps: int | None = None
     """Also evaluate every this many optimizer steps (evaluation always runs at each epoch's end)."""
     eval_splits: str = "validation"
@@ -227,7 +254,7 @@ class TrainConfig:
              f"max_eval_samples must be >= 2, got {self.max_eval_samples}")
         need(self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
-        need(self.best_metric in METRICS_FOR_BEST,
+        need(self.best_metric is None or self.best_metric in METRICS_FOR_BEST,
              f"best_metric must be one of {', '.join(METRICS_FOR_BEST)}, got {self.best_metric!r}")
         need(bool(self.model) and bool(self.data) and bool(self.output), "model, data and output must be set")
         need(self.save_steps is None or (isinstance(self.save_steps, int) and self.save_steps >= 1),
@@ -244,6 +271,10 @@ class TrainConfig:
         need(self.layer_decay is None or 0 < self.layer_decay <= 1,
              f"layer_decay must be in (0, 1], got {self.layer_decay}")
         need(self.probe_solver in ("adamw", "lbfgs"), f"probe_solver must be adamw or lbfgs, got {self.probe_solver!r}")
+        need(self.thresholds in THRESHOLDS,
+             f"thresholds must be one of {', '.join(THRESHOLDS)}, got {self.thresholds!r}")
+        need(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        need(self.label_separator is None or len(self.label_separator) > 0, "label_separator must not be empty")
         need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")
@@ -265,12 +296,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_NONE = {None, "none", "None", "null", "~", ""}
-_KINDS = ("bool", "int", "float", "str", "dict")
-_KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string",
-               "dict": "a mapping"}
-
-
 def field_docs() -> dict[str, str]:
     """Field name -> the docstring written under it in this file (the one description of each setting: the CLI's
     help and the configuration reference are made from it)."""
@@ -283,68 +308,15 @@ def field_docs() -> dict[str, str]:
 
 def field_kind(name: str) -> str:
     """The base type of config field ``name``: ``bool``, ``int``, ``float``, ``str`` or ``dict``."""
-    return _kind(str(next(f.type for f in dataclasses.fields(TrainConfig) if f.name == name)))
-
-
-def _kind(annotation: str) -> str:
-    """The base type of a field's annotation: ``int | None`` -> ``int``, ``dict[str, Any]`` -> ``dict``."""
-    first = annotation.split(" | ")[0]
-    return next((k for k in _KINDS if first.startswith(k)), "str")
-
-
-def _type_problem(kind: str, value: Any) -> str | None:
-    """Why ``value`` cannot be a field of this kind, or None. ``None`` passes: optionality is checked per field.
-    A bool is never a number here (Python counts True as 1, a config must not), and a float must be finite."""
-    if value is None:
-        return None
-    if kind == "int":
-        fits = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "float":
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    else:
-        fits = isinstance(value, {"bool": bool, "str": str, "dict": dict}[kind])
-    return None if fits else f"must be {_KIND_WORDS[kind]}, got {value!r}"
+    return kind_of(str(next(f.type for f in dataclasses.fields(TrainConfig) if f.name == name)))
 
 
 def _check_types(cfg: TrainConfig) -> None:
     """Every field holds its declared type, whether the config came from YAML, flags or Python."""
     for f in dataclasses.fields(cfg):
-        problem = _type_problem(_kind(str(f.type)), getattr(cfg, f.name))
+        problem = type_problem(kind_of(str(f.type)), getattr(cfg, f.name))
         if problem:
             raise UserError(f"invalid config: {f.name} {problem}")
-
-
-def _coerce(name: str, annotation: str, value: Any) -> Any:
-    """Turn a YAML or command-line value into the field's type, or say which key is wrong and why.
-
-    Strings are parsed (the CLI passes every value as text; ``true`` / ``false`` for bools). A YAML bool
-    (``yes``, ``true``...) is refused for number and text fields: ``epochs: yes`` is a mistake, not 1. Numbers are
-    accepted for text fields (a column named ``1``) and kept as their text."""
-    optional = "None" in annotation
-    if value in _NONE if isinstance(value, str) or value is None else False:
-        if optional:
-            return None
-        raise UserError(f"invalid config: {name} cannot be empty")
-    kind = _kind(annotation)
-    try:
-        if isinstance(value, bool) and kind != "bool":
-            raise ValueError
-        if kind == "float":
-            return float(value)
-        if kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if kind == "bool":
-            return value if isinstance(value, bool) else {"true": True, "false": False}[str(value).lower()]
-        if kind == "dict":
-            # Earlier versions read a mapping back as its text ("{}"); such run folders still load.
-            return dict(yaml.safe_load(value) or {}) if isinstance(value, str) else dict(value)
-        if not isinstance(value, (str, int, float)):
-            raise ValueError
-        return str(value)
-    except (ValueError, TypeError, KeyError, OverflowError, yaml.YAMLError):
-        raise UserError(f"invalid config: {name} must be {_KIND_WORDS[kind]}, got {value!r}") from None
 
 
 def coerce_field(name: str, value: Any) -> Any:
@@ -353,7 +325,7 @@ def coerce_field(name: str, value: Any) -> Any:
     fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
         raise UserError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(fields))}")
-    return _coerce(name, fields[name], value)
+    return coerce(name, fields[name], value)
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -362,7 +334,7 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
-    return TrainConfig(**{k: _coerce(k, fields[k], v) for k, v in values.items()})
+    return TrainConfig(**{k: coerce(k, fields[k], v) for k, v in values.items()})
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

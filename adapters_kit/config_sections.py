@@ -8,15 +8,17 @@ from adapters_kit.errors import UserError
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "backbone": ("model", "pooling", "head", "head_dropout", "attention_dropout", "fast_dropout"),
-    "dataset": ("data", "text_column", "label_column", "val_fraction", "max_train_samples", "max_eval_samples",
+    "dataset": ("data", "task", "text_column", "text_pair_column", "label_column", "label_separator",
+                "val_fraction", "max_train_samples", "max_eval_samples",
                 "max_length", "group_by_length", "augment", "flip", "audio_seconds"),
     "adaptation": ("method", "adapter", "lora_r", "lora_alpha", "lora_dropout", "targets", "adapter_layers",
                    "unfreeze_k", "lp_ft_stage", "probe_epochs", "probe_solver", "cache_features", "pretrain_data",
                    "pretrain_epochs", "mask_ratio", "target_data", "source_data", "joint_lambda",
                    "compare_source_only"),
     "optimisation": ("epochs", "max_steps", "lr", "batch_size", "grad_accum_steps", "weight_decay", "warmup_ratio",
-                     "max_grad_norm", "layer_decay", "mixed_precision", "seed"),
-    "evaluation": ("eval_batch_size", "eval_splits", "eval_steps", "best_metric", "early_stopping_patience", "top_k"),
+                     "max_grad_norm", "loss", "pos_weight", "layer_decay", "mixed_precision", "seed"),
+    "evaluation": ("eval_batch_size", "eval_splits", "eval_steps", "best_metric", "thresholds",
+                   "early_stopping_patience", "top_k"),
     "run": ("output", "overwrite", "resume", "resume_from", "save_steps", "save_total_limit", "report_to", "extra"),
 }
 """The config's groups: the CLI's help and the configuration reference list the settings by them, and a YAML file

@@ -129,11 +129,19 @@ class TextModality(_Base):
         return "last" if decoder_only else "mean"
 
     def encode(self, processor: Any, inputs: list, train: bool = False) -> dict:
-        bad = next((t for t in inputs if not isinstance(t, str)), "ok")
-        if bad != "ok":
+        """Token ids of texts, or of sentence pairs (two texts per input) as the tokenizer's pair encoding
+        (``[CLS] a [SEP] b [SEP]`` for BERT) with ``longest_first`` truncation: the longer text loses tokens
+        first, so a short question is kept whole beside a long passage."""
+        pairs = bool(inputs) and isinstance(inputs[0], (list, tuple))
+        flat = [t for pair in inputs for t in pair] if pairs else inputs
+        bad = next((t for t in flat if not isinstance(t, str)), "ok")
+        if bad != "ok" or (pairs and any(len(p) != 2 for p in inputs)):
             raise UserError(f"the text column holds a non-text value {bad!r}; clean the data or pick another "
                             f"column with --text-column")
         # No padding here: batches are padded to their own longest text by the collator.
+        if pairs:
+            first, second = (list(t) for t in zip(*inputs))
+            return processor(first, second, truncation="longest_first", max_length=self.cfg.max_length)
         return processor(inputs, truncation=True, max_length=self.cfg.max_length)
 
     def prepare(self, ds: Dataset, processor: Any, split: str, train: bool) -> Dataset:

@@ -14,11 +14,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from adapters_kit.builtin.resolve import resolve_model
 from adapters_kit.config import LOWER_IS_BETTER, TrainConfig, coerce_field, field_kind
+from adapters_kit.data.splits import load_splits
 from adapters_kit.errors import UserError
 from adapters_kit.methods import get_recipe
+from adapters_kit.modalities import get_modality
 from adapters_kit.runs.atomic import atomic_dir, write_json
 from adapters_kit.runs.output import SWEEP, claim, input_paths
+from adapters_kit.tasks import task_class
 from adapters_kit.trainer import AdapterTrainer, resolve_config
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -114,6 +118,7 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
     else:
         cls = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
         chosen = cls(seed=cfg.seed)
+    cfg = cfg.replace(best_metric=cfg.best_metric or _task_default_metric(cfg))
     metric = cfg.best_metric
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -124,6 +129,14 @@ def run_sweep(cfg: TrainConfig, space_spec: str | None = None, trials: int = 8, 
         result = _search(cfg, study, space, trials, tmp, sampler, print_fn)
         write_json(tmp / "sweep.json", result)
     return result
+
+
+def _task_default_metric(cfg: TrainConfig) -> str:
+    """The selection metric of the task the data holds (``--task``, or detected from its label column), which
+    every trial must be ranked by."""
+    _, modality = resolve_model(cfg.model)
+    splits = load_splits(cfg, get_modality(modality, cfg))
+    return task_class(splits.task).best_metric
 
 
 def _search(cfg: TrainConfig, study, space: dict[str, tuple], trials: int, out: Path, sampler: str,

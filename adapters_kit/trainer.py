@@ -96,7 +96,8 @@ class AdapterTrainer:
         trainable, total = counts
         splits = job.splits
         info = {"adapters_kit_version": __version__, "backbone_path": job.path, "modality": job.modality_name,
-                "labels": list(job.names), "input_column": splits.input_column, "label_column": splits.label_column,
+                "labels": list(splits.labels.names), "input_column": splits.input_column,
+                "pair_column": splits.pair_column, "label_column": splits.label_column,
                 "data_report": splits.report, "trainable_parameters": trainable, "total_parameters": total,
                 "history": result.history}
         trained, blocks = inner.trained_blocks()
@@ -121,7 +122,7 @@ class AdapterTrainer:
 
 def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_size: int = 64,
                  text_column: str | None = None, label_column: str | None = None, errors: int = 0,
-                 accelerator: Accelerator | None = None) -> dict[str, Any]:
+                 accelerator: Accelerator | None = None, text_pair_column: str | None = None) -> dict[str, Any]:
     """Evaluate a saved run on ``split`` of ``data``; record the result in the run's ``metrics.json`` and redraw
     its report. With ``errors`` > 0, also write the most confident mistakes to ``errors_<split>.csv``.
 
@@ -131,7 +132,7 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     path = Path(directory) / "metrics.json"
     # Read (and so checked) before the evaluation runs: a corrupt file is found in seconds, not after it.
     everything = read_json(path, dict) if path.exists() else {}
-    cfg = run.data_config(data, text_column, label_column)
+    cfg = run.data_config(data, text_column, label_column, text_pair_column)
     acc = accelerator or Accelerator()
     with acc.main_process_first():  # a lone file (eval --data new.csv) is the test split, nothing carved from it
         splits = load_splits(cfg, run.modality, labels=run.labels, lone="test")
@@ -139,8 +140,7 @@ def evaluate_run(directory: str | Path, data: str, split: str = "test", batch_si
     prepared = prepare(ds.add_column("index", list(range(len(ds)))), run.modality, run.processor)
     loader = make_loader(prepared, run.modality.collator(run.processor), batch_size, shuffle=False,
                          group_by_length=cfg.group_by_length)
-    metrics = evaluate(acc.prepare(run.model), loader, acc, run.labels.names, top_k=cfg.top_k,
-                       errors=errors)
+    metrics = evaluate(acc.prepare(run.model), loader, acc, run.task(), errors=errors)
     mistakes = metrics.pop("mistakes", None)
     if acc.is_main_process:
         everything[split] = metrics

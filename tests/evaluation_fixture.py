@@ -1,9 +1,14 @@
-"""Deterministic inputs for the evaluation tests: logits that are the features themselves."""
+"""Deterministic inputs for the evaluation tests: model outputs that are the features themselves, with targets
+of each task's shape."""
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from adapters_kit import TrainConfig
+from adapters_kit.tasks import LabelMap, get_task
+
 N, K, BATCH = 37, 4, 4
+TASK_NAMES = ("classification", "multi-label", "regression")
 
 
 def identity_model() -> torch.nn.Module:
@@ -18,10 +23,23 @@ def identity_model() -> torch.nn.Module:
     return Identity()
 
 
-def fixed_loader() -> DataLoader:
+def fixture_task(name: str = "classification"):
+    """The task ``name`` over the fixture's outputs: 4 classes / labels, or one regression target."""
+    if name == "regression":
+        return get_task(name, LabelMap(("score",), {"mean": [0.5], "std": [2.0]}))
+    return get_task(name, LabelMap(("a", "b", "c", "d")), TrainConfig(top_k=2))
+
+
+def fixed_loader(task: str = "classification") -> DataLoader:
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, K, (N,), generator=g)
     logits = torch.randn(N, K, generator=g) + 1.5 * torch.nn.functional.one_hot(labels, K)
+    if task == "multi-label":
+        labels = (torch.rand(N, K, generator=g) < 0.4).float()
+        logits = torch.randn(N, K, generator=g) + 2.0 * labels - 1.0
+    elif task == "regression":
+        labels = torch.randn(N, generator=g) * 2.0 + 0.5
+        logits = ((labels - 0.5) / 2.0 + 0.3 * torch.randn(N, generator=g))[:, None]
     ds = TensorDataset(logits, labels)
     return DataLoader(ds, batch_size=BATCH, collate_fn=lambda items: {
         "features": torch.stack([x for x, _ in items]), "labels": torch.stack([y for _, y in items])})

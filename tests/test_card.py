@@ -169,7 +169,7 @@ def test_cli_card_regenerates(lora_run, capsys):
     assert "clf = load('someone/bbc')" in (out / "README.md").read_text()
     assert main(["card", str(out)]) == 0  # back to the folder, for the other tests
     assert main(["card", str(out.parent / "missing")]) == 2
-    assert "is not a complete run folder (labels.json is missing)" in capsys.readouterr().err
+    assert "is not a complete run folder (train_config.json is missing)" in capsys.readouterr().err
 
 
 def test_the_wheel_carries_the_card_template_and_the_modeling_file(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 from adapters_kit import TrainConfig, UserError
 from adapters_kit.data.splits import LabelMap, find_column, load_splits
 from adapters_kit.modalities import TextModality
+from adapters_kit.tasks import get_task
 from tests.conftest import make_texts, write_csv
 
 COLS = TextModality()
@@ -216,8 +217,9 @@ def test_evaluation_runs_longest_first_and_scores_as_the_split_order(tiny_model_
     torch.manual_seed(0)
     model = build_model(cfg, BertModel.from_pretrained(tiny_model_dir), num_labels=len(names))
     acc = Accelerator(cpu=True)
-    plain = evaluate(model, make_loader(test, collate, 7, shuffle=False), acc, names)
-    grouped = evaluate(model, ordered, acc, names)
+    task = get_task("classification", LabelMap(tuple(names)))
+    plain = evaluate(model, make_loader(test, collate, 7, shuffle=False), acc, task)
+    grouped = evaluate(model, ordered, acc, task)
     for key in ("accuracy", "f1_macro", "log_loss", "ece", "roc_auc"):
         assert grouped[key] == pytest.approx(plain[key], abs=1e-6), key
     assert set(SPEED_KEYS) <= set(grouped)

@@ -142,12 +142,12 @@ CASES = [
        lambda w, ext=ext: f"data file {w['root'] / f'broken.{ext}'} is not valid JSON "
                           f"(line 5: {json_error(w['broken_line'])})")
       for ext in ("jsonl", "json")],
-    ("parquet labels that are lists", lambda w: train(w, str(w["root"] / "lists.parquet")),
+    ("parquet labels that are lists", lambda w: train(w, str(w["root"] / "lists.parquet"), "--task", "classification"),
      lambda w: f"data file {w['root'] / 'lists.parquet'}: column 'label' holds a list or record (row 1: "
                f"['sport']); give one label per row"),
     ("parquet texts that are records", lambda w: train(w, str(w["root"] / "records.parquet")),
      lambda w: "column 'text' holds a list or record (row 1: {'body': 'match goal team 0'}); give one text per row"),
-    ("json labels that are lists", lambda w: train(w, str(w["root"] / "lists.jsonl")),
+    ("json labels that are lists", lambda w: train(w, str(w["root"] / "lists.jsonl"), "--task", "classification"),
      lambda w: "column 'label' holds a list or record (row 1: ['sport', 'x']); give one label per row"),
 ]
 

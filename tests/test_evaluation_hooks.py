@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from adapters_kit import AdapterTrainer, evaluate_run
 from adapters_kit.cli import main
 from adapters_kit.evaluation.evaluator import SPEED_KEYS, evaluate
-from tests.evaluation_fixture import BATCH, N, fixed_loader, identity_model
+from tests.evaluation_fixture import BATCH, TASK_NAMES, N, fixed_loader, fixture_task, identity_model
 
 ROOT = Path(__file__).parents[1]
 NEW_KEYS = ("top_k_accuracy", "roc_auc", "log_loss", "ece", "examples_per_second", "latency_ms_p50",
@@ -23,9 +23,12 @@ NEW_KEYS = ("top_k_accuracy", "roc_auc", "log_loss", "ece", "examples_per_second
 
 
 def test_two_processes_give_exactly_the_single_process_metrics(tmp_path):
+    """Every task's streaming metrics: 2 processes (with the sampler's padding dropped) == 1 process, exactly."""
     assert N % (2 * BATCH) != 0  # the distributed sampler must pad the last batch
-    single = evaluate(identity_model(), fixed_loader(), Accelerator(cpu=True), ["a", "b", "c", "d"], top_k=2)
-    single = {k: v for k, v in single.items() if k not in SPEED_KEYS}
+    single = {}
+    for name in TASK_NAMES:
+        found = evaluate(identity_model(), fixed_loader(name), Accelerator(cpu=True), fixture_task(name))
+        single[name] = {k: v for k, v in found.items() if k not in SPEED_KEYS}
     out = tmp_path / "two.json"
     # `--multi_gpu` starts torchrun; with no CUDA the script's Accelerator(cpu=True) joins a gloo group. (Plain
     # `accelerate launch --cpu --num_processes 2` runs a single process unless mpirun is configured.)
@@ -36,8 +39,10 @@ def test_two_processes_give_exactly_the_single_process_metrics(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     two = json.loads(out.read_text())
     assert two["world"] == 2
-    assert two["metrics"]["n"] == N == single["n"]
-    assert two["metrics"] == json.loads(json.dumps(single))  # every key, exactly
+    for name in TASK_NAMES:
+        assert two["metrics"][name]["n"] == N == single[name]["n"], name
+        assert two["metrics"][name] == json.loads(json.dumps(single[name])), name  # every key, exactly
+    assert single["multi-label"]["f1_micro"] > 0.5 and single["regression"]["pearson"] > 0.5  # not degenerate
 
 
 def test_a_plain_loader_is_counted_whole_after_a_prepared_loader_was_broken_off_at_its_end():
@@ -50,7 +55,7 @@ def test_a_plain_loader_is_counted_whole_after_a_prepared_loader_was_broken_off_
         if i == len(other) - 1:
             break
     assert accelerator.gradient_state.end_of_dataloader and accelerator.gradient_state.remainder == 2
-    out = evaluate(identity_model(), fixed_loader(), Accelerator(cpu=True), ["a", "b", "c", "d"], top_k=2)
+    out = evaluate(identity_model(), fixed_loader(), Accelerator(cpu=True), fixture_task())
     logits, labels = fixed_loader().dataset.tensors
     assert out["n"] == N
     assert out["accuracy"] == pytest.approx(int((logits.argmax(1) == labels).sum()) / N, abs=1e-12)

@@ -32,6 +32,6 @@ def test_lora_on_minilm_trains_saves_and_reloads(tmp_path):
 
 
 def _minilm_path():
-    from adapters_kit.builtin.catalog import resolve_model
+    from adapters_kit.builtin.resolve import resolve_model
 
     return resolve_model("minilm-l6")[0]

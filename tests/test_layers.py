@@ -7,13 +7,15 @@ import pytest
 
 PKG = Path(__file__).parents[1] / "adapters_kit"
 LAYER = {
-    "errors": 0, "config": 0, "config_sections": 0, "registry": 0, "memory": 0, "_moved": 0,
+    "errors": 0, "config": 0, "config_sections": 0, "config_values": 0, "registry": 0, "memory": 0, "_moved": 0,
     "runs.atomic": 0, "runs.output": 0, "train.result": 0,
-    "builtin": 1, "builtin.catalog": 1, "builtin.convert": 1, "modalities": 1,
+    "builtin": 1, "builtin.catalog": 1, "builtin.convert": 1, "builtin.task_data": 1, "builtin.resolve": 1,
+    "modalities": 1,
     "data.media": 1, "model.dropout": 1, "model.heads": 1, "evaluation.metrics": 1,
     "methods": 1, "methods.adapters": 1, "methods.solvers": 1, "methods.recipe": 1, "methods.lp_ft": 1,
     "methods.domain": 1, "methods.autoencoder": 1, "train.objectives": 1,
-    "tasks": 1, "tasks.base": 1, "tasks.classification": 1,
+    "tasks": 1, "tasks.base": 1, "tasks.labels": 1, "tasks.classification": 1, "tasks.multilabel": 1,
+    "tasks.regression": 1, "evaluation.multilabel": 1, "evaluation.regression": 1, "evaluation.entities": 1,
     "data": 2, "data.splits": 2, "data.files": 2, "data.loaders": 2,
     "model": 2, "model.modeling": 2, "model.features": 2,
     "train": 3, "train.loop": 3, "train.resume": 3, "train.setup": 3, "train.job": 3,

@@ -327,33 +327,64 @@ def input_what(modality: Any) -> str:
 
 
 def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, flag: str,
-                exclude: str | None = None) -> str:
-    """The column the user named, or the first common name present (case-insensitive), never ``exclude``."""
+                exclude: tuple[str | None, ...] = ()) -> str:
+    """The column the user named, or the first common name present (case-insensitive), never one of
+    ``exclude``."""
     if wanted is not None:
         if wanted not in columns:
             raise UserError(f"{what} column {wanted!r} not found; columns are: {', '.join(columns)}")
         return wanted
-    lower = {c.lower(): c for c in columns if c != exclude}
+    lower = {c.lower(): c for c in columns if c not in exclude}
     for cand in candidates:
         if cand in lower:
             return lower[cand]
     raise UserError(f"no {what} column found among: {', '.join(columns)}; name it with {flag}")
 
 
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "passage"), ("text_a", "text_b"),
+                ("query", "document"), ("question1", "question2"), ("sentence_a", "sentence_b"))
+"""Column pairs read as sentence pairs (first text, second text) when the user names neither column."""
+
+
+def find_input_columns(columns: list[str], text: str | None, pair: str | None, modality: Any) -> tuple[str, str | None]:
+    """(input column, second text column of a sentence pair or None): the columns named, else a common pair of
+    columns (:data:`PAIR_COLUMNS`, text only), else one common input column name."""
+    if pair is not None:
+        if modality.name != "text":
+            raise UserError(f"--text-pair-column pairs two texts, but model takes {modality.name} inputs; choose a "
+                            f"text backbone or leave the pair column out")
+        if pair not in columns:
+            raise UserError(f"text pair column {pair!r} not found; columns are: {', '.join(columns)}")
+    if text is None and modality.name == "text":
+        lower = {c.lower(): c for c in columns}
+        found = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower
+                      and (pair is None or lower[b] == pair)), None)
+        if found is not None:
+            return found
+    first = find_column(columns, text, modality.input_columns, input_what(modality), "--text-column", exclude=(pair,))
+    if first == pair:
+        raise UserError(f"--text-column and --text-pair-column both name {pair!r}; a pair needs two columns")
+    return first, pair
+
+
 def is_blank(value: Any) -> bool:
-    """A missing input: None, NaN, or a string of whitespace (nothing to tokenise, no path to open)."""
+    """A missing input: None, NaN, a string of whitespace (nothing to tokenise, no path to open), or a sentence
+    pair with either text missing."""
+    if isinstance(value, tuple):
+        return any(is_blank(v) for v in value)
     if isinstance(value, str):
         return not value.strip()
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def load_inputs(spec: str, modality: Any, column: str | None = None) -> Dataset:
-    """Unlabelled inputs (DANN's target domain): the train split of a data spec, only its input column (column
-    ``input``); a label column, if there is one, is never read. Empty values are dropped."""
+def load_inputs(spec: str, modality: Any, column: str | None = None, pair: str | None = None) -> Dataset:
+    """Unlabelled inputs (DANN's target domain): the train split of a data spec, only its input column(s) (column
+    ``input``: a text, a path, or a sentence pair's two texts); a label column, if there is one, is never read.
+    Empty values are dropped."""
     train = load_raw(spec)["train"]
-    col = find_column(list(train.column_names), column, modality.input_columns, input_what(modality),
-                      "--text-column")
-    values = [v for v in train[col] if not is_blank(v)]
+    col, pair_col = find_input_columns(list(train.column_names), column, pair, modality)
+    values = list(zip(train[col], train[pair_col])) if pair_col else train[col]
+    values = [v for v in values if not is_blank(v)]
     if modality.reads_files:
         values = absolute_paths(values, base_dirs(spec).get("train", os.getcwd()))
     if not values:

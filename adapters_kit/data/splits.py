@@ -1,16 +1,14 @@
 """Config becomes data: find columns, read labels, build the label map, clean, dedupe, split, preprocess, batch.
 
-``load_splits`` returns a :class:`Splits` whose datasets have exactly two columns, ``input`` and ``label``
-(an int id into ``Splits.labels``). ``prepare`` runs the modality's preprocessing; ``make_loaders`` batches.
+``load_splits`` returns a :class:`Splits` whose datasets have exactly two columns, ``input`` (a text, a file
+path, or a pair of texts) and ``label`` (the task's target). ``prepare`` runs the modality's preprocessing;
+``make_loaders`` batches.
 Specs and files become raw splits in :mod:`adapters_kit.data.files` (which names a broken file's line).
 
-Labels are text, normalised one way wherever they are read (training split, held-out splits, and through
-:func:`normalize_label` a saved run's ``labels.json``): surrounding whitespace is stripped, the rest kept verbatim
-(``"sport "`` is ``"sport"``, ``"Sport"`` another class; ``"001"``, ``"NA"``, ``"None"`` stay as written); an
-empty or blank cell is a missing label. Typed values (JSON, Parquet, built-ins) are written with ``str``
-(``3`` -> ``"3"``), but a float holding an integer as that integer (``1.0`` -> ``"1"``): pandas stores an integer
-column with a gap as floats, and one class must not get two names in two files. Classes are ordered by integer
-value when every name is an integer literal (``001, 002, 010``), else by string; a ClassLabel keeps its order.
+What a label is, the task decides (:mod:`adapters_kit.tasks`): a class name (text, normalised as
+:func:`adapters_kit.tasks.labels.normalize_label` says), a list of label names, or a number. The task is
+``cfg.task``, or detected from the training split's label column and printed. The ``label`` column holds the
+task's training target (a class id, a multi-hot row, a number). Sentence pairs keep both texts as the input.
 
 Cleaning drops, and counts in ``Splits.report``, rows with a missing or blank input or label, rows whose label the
 training split (or the saved run) never had, and duplicate inputs. A split left empty, or losing more than
@@ -22,15 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, LargeList, List
 from sklearn.model_selection import train_test_split
 
 from adapters_kit.config import TrainConfig
@@ -44,6 +40,7 @@ from adapters_kit.data.files import (
     check_one_per_row,
     data_kind,
     find_column,
+    find_input_columns,
     input_what,
     is_blank,
     load_raw,
@@ -57,41 +54,26 @@ from adapters_kit.data.loaders import LengthGroupedSampler as LengthGroupedSampl
 from adapters_kit.data.loaders import LongestFirstSampler as LongestFirstSampler
 from adapters_kit.data.loaders import make_loader as make_loader
 from adapters_kit.errors import UserError
+from adapters_kit.tasks import Task, detect_task, get_task, task_class
+from adapters_kit.tasks.base import DEFAULT_TASK
+from adapters_kit.tasks.classification import FREE_TEXT_MIN_VALUES as FREE_TEXT_MIN_VALUES  # kept importable here
+from adapters_kit.tasks.labels import LabelMap as LabelMap  # moved to tasks.labels; kept importable from here
+from adapters_kit.tasks.labels import listed as _listed
+from adapters_kit.tasks.labels import normalize_label as normalize_label
+from adapters_kit.tasks.labels import sort_label_names as sort_label_names
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 1234
 """Carved splits use this fixed seed, not the training seed, so a data set is always split the same way."""
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "y", "topic", "intent", "sentiment")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "y", "topic", "intent", "sentiment", "score",
+                 "rating")
 MAX_DROPPED_SHARE = 0.1
 """A split losing more than this share of its rows to missing inputs / labels or to labels the training split (or
 the saved run) never had is an error, not a quiet drop: that much usually means a wrong column, a wrong file or
 labels spelled differently. Duplicates are not counted (real corpora hold many)."""
 STRATIFY_MIN_ROWS = 2
 """Rows a class needs for a stratified split to put one on each side; rarer classes make the split random."""
-FREE_TEXT_MIN_VALUES = 20
-"""A label column with more distinct values than this and than half the training rows (under two rows per class)
-looks like free text or ids, as when --text-column and --label-column are swapped. Data with a handful of
-classes never trips it, however few rows it has."""
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-@dataclass(frozen=True)
-class LabelMap:
-    """Class names in id order; ``id2label``/``label2id`` as transformers configs spell them."""
-
-    names: tuple[str, ...]
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self.names)}
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 @dataclass
@@ -106,6 +88,10 @@ class Splits:
     kind: str | None = None
     """What the data holds when it says so itself (a folder of images, audio or text files, a built-in):
     ``image``, ``audio``, ``text``; ``None`` for tables, whose input column could be either."""
+    task: str = DEFAULT_TASK
+    """The task the labels were read for (``cfg.task``, or the detected one)."""
+    pair_column: str | None = None
+    """The second text column of sentence pairs (``input`` then holds both texts), or ``None``."""
 
     def split(self, name: str, data: str) -> Dataset:
         """The split ``name``, or a UserError naming the splits ``data`` (the spec it was read from) has."""
@@ -114,88 +100,61 @@ class Splits:
         return self.datasets[name]
 
 
-# --------------------------------------------------------------------------------------------- labels
-def normalize_label(value: Any) -> str | None:
-    """A label as the module docstring says: text, surrounding whitespace stripped; ``None`` when it is missing
-    or blank. Raises TypeError for a list or a record, which is not one label.
-
-    >>> normalize_label(" sport "), normalize_label(3), normalize_label(1.0), normalize_label("NA"), normalize_label("")
-    ('sport', '3', '1', 'NA', None)
-    """
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, dict, np.ndarray)):
-        raise TypeError(f"a label is one value, not a {type(value).__name__}: {value!r:.60}")
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return None
-        if value.is_integer():  # 1.0 from a column pandas made float because of a gap is the class "1"
-            value = int(value)
-    return str(value).strip() or None
-
-
-def sort_label_names(names: Iterable[str]) -> tuple[str, ...]:
-    """Distinct class names in id order: by integer value when every one is an integer literal, else by string."""
-    unique = set(names)
-    if unique and all(_INTEGER.fullmatch(n) for n in unique):
-        return tuple(sorted(unique, key=lambda n: (int(n), n)))
-    return tuple(sorted(unique))
-
-
-def _listed(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _read_split(ds: Dataset, in_col: str, lab_col: str, modality: Any, where: str,
-                base: str) -> tuple[list, list[str | None]]:
-    """A split's inputs (relative file paths made absolute against ``base``) and its labels, normalised.
-    ``where`` names the split's source (its data file) in messages."""
-    if in_col not in ds.column_names or lab_col not in ds.column_names:
-        raise UserError(f"{where} lacks column {in_col!r} or {lab_col!r}; columns are: {', '.join(ds.column_names)}")
-    check_one_per_row(ds, in_col, input_what(modality), where)
-    check_one_per_row(ds, lab_col, "label", where)
-    feature = ds.features[lab_col]
+# --------------------------------------------------------------------------------------------- reading
+def _label_cells(ds: Dataset, column: str) -> tuple[list, list[str] | None]:
+    """A split's label cells as Python values, a ClassLabel's ids (also inside a list feature) decoded to their
+    names (-1: missing); and the names a ClassLabel declares, in its order, or None."""
+    feature = ds.features[column]
+    inner = feature.feature if isinstance(feature, (List, LargeList)) else None
     if isinstance(feature, ClassLabel):
-        labels = [normalize_label(feature.names[v]) if v is not None and v >= 0 else None for v in ds[lab_col]]
-    else:
-        labels = [normalize_label(v) for v in ds[lab_col]]
-    return (absolute_paths(ds[in_col], base) if modality.reads_files else ds[in_col]), labels
+        return [feature.names[v] if v is not None and v >= 0 else None for v in ds[column]], list(feature.names)
+    if isinstance(inner, ClassLabel):
+        return [None if v is None else [inner.names[i] for i in v] for v in ds[column]], list(inner.names)
+    return list(ds[column]), None
 
 
-def _label_map(values: list[str | None], feature: Any, column: str) -> LabelMap:
-    """The classes of the training split's (normalised) labels, checked: two or more, and not free text."""
-    if isinstance(feature, ClassLabel):
-        names = tuple(dict.fromkeys(n for n in map(normalize_label, feature.names) if n is not None))
-    else:
-        present = [v for v in values if v is not None]
-        names = sort_label_names(present)
-        if len(names) > FREE_TEXT_MIN_VALUES and len(names) > len(present) / 2:
-            raise UserError(f"label column {column!r} has {len(names)} different values in {len(present)} training "
-                            f"rows, so it looks like free text or ids, not classes; check --label-column and "
-                            f"--text-column")
-    if len(names) < 2:
-        raise UserError(f"label column {column!r} has only one class ({', '.join(names) or 'none'}); "
-                        f"classification needs at least two")
-    return LabelMap(names)
+def _read_split(ds: Dataset, columns: tuple[str, str | None, str], task: type, cfg: TrainConfig, modality: Any,
+                where: str, base: str) -> tuple[list, list]:
+    """A split's inputs (relative file paths made absolute against ``base``; a pair of texts per row when there
+    is a pair column) and its labels as the task reads them. ``where`` names the split's source in messages."""
+    in_col, pair_col, lab_col = columns
+    lacking = [c for c in columns if c is not None and c not in ds.column_names]
+    if lacking:
+        raise UserError(f"{where} lacks column {lacking[0]!r}; columns are: {', '.join(ds.column_names)}")
+    for col in (in_col, pair_col):
+        if col is not None:
+            check_one_per_row(ds, col, input_what(modality), where)
+    inputs = ds[in_col]
+    if pair_col is not None:
+        inputs = list(zip(inputs, ds[pair_col]))
+    elif modality.reads_files:
+        inputs = absolute_paths(inputs, base)
+    return inputs, task.read(_label_cells(ds, lab_col)[0], lab_col, where, cfg)
 
 
 # --------------------------------------------------------------------------------------------- cleaning
-def _clean(read: dict[str, tuple[list, list]], lookup: dict[str, int]) -> tuple[dict, dict, dict]:
-    """Drop rows with a missing input or label, then rows whose label ``lookup`` lacks; labels become ids.
-    Returns the frames, the counts (``rows``, ``null_rows``, ``unknown_labels`` per split) and each split's
-    unknown label names, most frequent first."""
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _clean(read: dict[str, tuple[list, list]], task: Task) -> tuple[dict, dict, dict]:
+    """Drop rows with a missing input or label, then rows whose label the task's label space lacks; labels become
+    the task's targets. Returns the frames, the counts (``rows``, ``null_rows``, ``unknown_labels`` per split) and
+    each split's unknown label names, most frequent first."""
     frames, unknown_names = {}, {}
     report: dict[str, Any] = {"rows": {}, "null_rows": {}, "unknown_labels": {}}
     for split, (inputs, labels) in read.items():
-        df = pd.DataFrame({"input": inputs, "label": labels})
-        missing = df["input"].map(is_blank) | df["label"].isna()
+        df = pd.DataFrame({"input": pd.Series(inputs, dtype=object), "label": pd.Series(labels, dtype=object)})
+        missing = df["input"].map(is_blank) | df["label"].map(_missing)
         df = df[~missing]
-        known = df["label"].isin(list(lookup))
+        # object dtype: a None among integer ids must not turn the ids into floats
+        targets = pd.Series([task.target(v) for v in df["label"]], index=df.index, dtype=object)
+        known = targets.map(lambda t: t is not None).astype(bool)
         report["rows"][split], report["null_rows"][split] = len(missing), int(missing.sum())
         report["unknown_labels"][split] = int((~known).sum())
-        unknown_names[split] = df.loc[~known, "label"].value_counts().index.tolist()
-        frames[split] = df[known].assign(label=lambda d: d["label"].map(lookup).astype("int64"))
+        names = pd.Series([n for v in df.loc[~known, "label"] for n in task.unknown(v)], dtype=object)
+        unknown_names[split] = names.value_counts().index.tolist()
+        frames[split] = df[known].assign(label=targets[known])
     return frames, report, unknown_names
 
 
@@ -246,10 +205,12 @@ def _check_losses(report: dict, unknown_names: dict[str, list[str]], names: tupl
 
 
 # --------------------------------------------------------------------------------------------- splitting
-def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, seed: int, what: str, names: tuple[str, ...],
+def _stratified(idx: np.ndarray, labels: pd.Series, size: float | int, seed: int, what: str, task: Task,
                 notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held_out) index arrays, stratified by class; drawn at random, with a note naming the classes that
-    forced it, when a class is too rare (``what`` names the held-out part in that note)."""
+    """(rest, held_out) index arrays, stratified by the task's strata (classes, label combinations, target
+    quantiles); drawn at random, with a note naming the strata that forced it, when one is too rare (``what``
+    names the held-out part in that note)."""
+    y, names = task.strata(labels.tolist())
     classes, counts = np.unique(y, return_counts=True)
     rare = [names[c] for c, n in zip(classes, counts) if n < STRATIFY_MIN_ROWS]
     if rare:
@@ -264,12 +225,12 @@ def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, seed: int, wh
     return tuple(train_test_split(idx, test_size=size, random_state=seed))
 
 
-def _subset(frame: pd.DataFrame, size: int | None, seed: int, what: str, names: tuple[str, ...],
+def _subset(frame: pd.DataFrame, size: int | None, seed: int, what: str, task: Task,
             notes: list[str]) -> pd.DataFrame:
     """A stratified ``size``-row subset of ``frame`` in its own order; the frame itself when it is no larger."""
     if size is None or size >= len(frame):
         return frame
-    _, keep = _stratified(np.arange(len(frame)), frame["label"].to_numpy(), size, seed, what, names, notes)
+    _, keep = _stratified(np.arange(len(frame)), frame["label"], size, seed, what, task, notes)
     return frame.iloc[np.sort(keep)]
 
 
@@ -297,25 +258,24 @@ def _dedupe(frames: dict[str, pd.DataFrame], files: bool = False) -> dict[str, i
     return dropped
 
 
-def _carve(frames: dict[str, pd.DataFrame], name: str, size: float, names: tuple[str, ...],
-           notes: list[str]) -> None:
+def _carve(frames: dict[str, pd.DataFrame], name: str, size: float, task: Task, notes: list[str]) -> None:
     train = frames["train"]
-    rest, held = _stratified(np.arange(len(train)), train["label"].to_numpy(), size, SPLIT_SEED,
-                             f"the {name} split carved from train", names, notes)
+    rest, held = _stratified(np.arange(len(train)), train["label"], size, SPLIT_SEED,
+                             f"the {name} split carved from train", task, notes)
     frames[name], frames["train"] = train.iloc[np.sort(held)], train.iloc[np.sort(rest)]
 
 
-def _hold_out(frames: dict[str, pd.DataFrame], cfg: TrainConfig, carve_test: bool, names: tuple[str, ...],
+def _hold_out(frames: dict[str, pd.DataFrame], cfg: TrainConfig, carve_test: bool, task: Task,
               notes: list[str]) -> None:
     """Carve the held-out splits the data lacks from train, then draw the ``max_*_samples`` subsets."""
     carve_test = carve_test and "test" not in frames
     if carve_test:
-        _carve(frames, "test", 0.1, names, notes)
+        _carve(frames, "test", 0.1, task, notes)
     if "validation" not in frames:
-        _carve(frames, "validation", cfg.val_fraction / (0.9 if carve_test else 1.0), names, notes)
+        _carve(frames, "validation", cfg.val_fraction / (0.9 if carve_test else 1.0), task, notes)
     for split in frames:  # held-out subsets are drawn with the split seed: the same ones whatever the run's seed
         limit, seed = (cfg.max_train_samples, cfg.seed) if split == "train" else (cfg.max_eval_samples, SPLIT_SEED)
-        frames[split] = _subset(frames[split], limit, seed, f"the {limit}-row subset of {split}", names, notes)
+        frames[split] = _subset(frames[split], limit, seed, f"the {limit}-row subset of {split}", task, notes)
 
 
 def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None, lone: str = "train") -> Splits:
@@ -332,16 +292,21 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
                         f"choose a {kind} backbone or {modality.name} data")
     raw = load_raw(cfg.data, lone if labels is not None else "train")
     columns = list(raw["train" if "train" in raw else lone].column_names)
-    in_col = find_column(columns, cfg.text_column, modality.input_columns, input_what(modality), "--text-column")
-    lab_col = find_column(columns, cfg.label_column, LABEL_COLUMNS, "label", "--label-column", exclude=in_col)
+    in_col, pair_col = find_input_columns(columns, cfg.text_column, cfg.text_pair_column, modality)
+    lab_col = find_column(columns, cfg.label_column, LABEL_COLUMNS, "label", "--label-column",
+                          exclude=(in_col, pair_col))
+    # A saved run's task is in its config (older runs: classification); a new run's is named or detected.
+    name = cfg.task or (DEFAULT_TASK if labels is not None else detect_task(_label_cells(raw["train"], lab_col)[0]))
     files, bases = source_files(cfg.data, lone), base_dirs(cfg.data, lone)
-    read = {s: _read_split(ds, in_col, lab_col, modality, f"data file {files[s]}" if s in files else
-                           f"split {s!r} of {cfg.data}", bases.get(s, os.getcwd())) for s, ds in raw.items()}
-    label_map = labels if labels is not None else _label_map(read["train"][1], raw["train"].features[lab_col],
-                                                              lab_col)
-    lookup = {normalize_label(n): i for i, n in enumerate(label_map.names)}  # labels.json of an older run too
+    read = {s: _read_split(ds, (in_col, pair_col, lab_col), task_class(name), cfg, modality,
+                           f"data file {files[s]}" if s in files else f"split {s!r} of {cfg.data}",
+                           bases.get(s, os.getcwd())) for s, ds in raw.items()}
+    label_map = labels if labels is not None else task_class(name).fit(
+        read["train"][1], _label_cells(raw["train"], lab_col)[1], lab_col)
+    task = get_task(name, label_map, cfg)
     notes = _drop_unlabelled(read, raw, lab_col)
-    frames, report, unknown = _clean(read, lookup)
+    frames, report, unknown = _clean(read, task)
+    report["task"], report["task_detected"] = name, cfg.task is None and labels is None
     report["duplicates_dropped"] = _dedupe(frames, files=modality.reads_files)
     notes += _check_losses(report, unknown, label_map.names, "the training split" if labels is None else "the run")
     if "train" in frames:
@@ -350,9 +315,10 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
                             f"empty rows, unknown labels and duplicates (of it or of the test/validation data); give "
                             f"more data")
         # Data that names its own kind (built-ins, class folders) gets a test split carved when it has none.
-        _hold_out(frames, cfg, kind is not None, label_map.names, notes)
-        if frames["train"]["label"].nunique() < 2:
-            raise UserError("the training split has fewer than two classes after cleaning; check the label column")
+        _hold_out(frames, cfg, kind is not None, task, notes)
+        if frames["train"]["label"].map(repr).nunique() < 2:
+            raise UserError("the training split has fewer than two different labels after cleaning; check the label "
+                            "column")
     order = [s for s in ("train", "validation", "test") if s in frames] + sorted(set(frames) - {"train",
                                                                                              "validation", "test"})
     dsd = DatasetDict({s: Dataset.from_pandas(frames[s].reset_index(drop=True), preserve_index=False)
@@ -360,7 +326,7 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
     report["sizes"] = {s: len(d) for s, d in dsd.items()}
     for note in notes:  # only now: a run that stops above shows its one error line alone
         log.warning(note)
-    return Splits(dsd, label_map, in_col, lab_col, report, kind)
+    return Splits(dsd, label_map, in_col, lab_col, report, kind, name, pair_col)
 
 
 # --------------------------------------------------------------------------------------------- batches

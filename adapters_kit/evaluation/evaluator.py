@@ -1,5 +1,6 @@
-"""A model becomes metrics: ``evaluate(model, loader, accelerator, names)`` streams batches into
-:class:`~adapters_kit.evaluation.metrics.StreamingMetrics` and times inference.
+"""A model becomes metrics: ``evaluate(model, loader, accelerator, task)`` streams batches into the task's
+streaming metrics (classification: :class:`~adapters_kit.evaluation.metrics.StreamingMetrics`) and times
+inference.
 
 Batches are gathered across processes with ``gather_for_metrics``, which drops the samples a distributed sampler
 repeats to even out the last batch, so every example counts exactly once.
@@ -71,23 +72,24 @@ class _Mistakes:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], top_k: int = 5,
-             errors: int = 0) -> dict[str, Any]:
-    """Metrics of ``model`` on one split's loader, plus inference speed of this process.
+def evaluate(model: torch.nn.Module, loader, accelerator, task: Any, errors: int = 0) -> dict[str, Any]:
+    """Metrics of ``model`` on one split's loader (the metrics ``task.metrics()`` computes), plus inference speed
+    of this process.
 
     A plain ``DataLoader`` is prepared here: ``gather_for_metrics`` trims the distributed sampler's padding by what
     the accelerator's state says about the loader being read, which is only this loader's own when it is prepared
     (an unprepared one would get the remainder of whichever prepared loader was last broken off at its end).
 
-    With ``errors`` > 0 the batches must carry an ``index`` column; the result then holds ``mistakes``: the
-    ``errors`` most confident wrong predictions (dataset index, true id, predicted id, score).
+    With ``errors`` > 0 (classification) the batches must carry an ``index`` column; the result then holds
+    ``mistakes``: the ``errors`` most confident wrong predictions (dataset index, true id, predicted id, score).
     No side effects beyond switching the model to eval mode (and handing the batches' freed memory back to the OS,
     :mod:`adapters_kit.memory`: evaluation's shapes are not training's).
     """
     model.eval()
     if not isinstance(loader, DataLoaderStateMixin):
         loader = accelerator.prepare_data_loader(loader)
-    acc = StreamingMetrics(names, top_k=top_k)
+    acc = task.metrics()
+    errors = errors if isinstance(acc, StreamingMetrics) else 0
     mistakes = _Mistakes(errors)
     batch_ms, batch_sizes = [], []
     for batch in loader:
@@ -106,9 +108,26 @@ def evaluate(model: torch.nn.Module, loader, accelerator, names: Sequence[str], 
             mistakes.add(torch.from_numpy(logits_np).softmax(-1).numpy(), labels_np, gathered[2].cpu().numpy())
     release_freed_memory()
     out = acc.compute()
-    if out["n"]:
+    if out["n"] and isinstance(acc, StreamingMetrics):
         out["reliability"] = acc.reliability()
     out.update(_speed(batch_ms, batch_sizes))
     if errors:
         out["mistakes"] = mistakes.rows()
     return out
+
+
+@torch.inference_mode()
+def collect_outputs(model: torch.nn.Module, loader, accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """(model outputs, targets) of every example of one split, gathered from all processes (each example once),
+    for decisions taken on a whole split (multi-label thresholds tuned on validation)."""
+    model.eval()
+    if not isinstance(loader, DataLoaderStateMixin):
+        loader = accelerator.prepare_data_loader(loader)
+    outputs, targets = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        batch.pop("index", None)
+        gathered = accelerator.gather_for_metrics((model(**batch).float(), labels))
+        outputs.append(gathered[0].cpu().numpy())
+        targets.append(gathered[1].cpu().numpy())
+    return np.concatenate(outputs), np.concatenate(targets)

@@ -70,8 +70,8 @@ def join(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, to
 class DomainAdversarial:
     """Task loss on the source batch + domain loss (source 0, target 1) through the gradient reversal."""
 
-    def __init__(self, target):
-        self.stream = target
+    def __init__(self, target, task):
+        self.stream, self.task = target, task
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {DOMAIN_HEAD: nn.Sequential(GradientReversal(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))}
@@ -84,15 +84,16 @@ class DomainAdversarial:
         logits, domain = model(**join(batch, target), aux=DOMAIN_HEAD)
         n = len(labels)
         is_target = torch.cat([torch.zeros(n), torch.ones(len(domain) - n)]).to(domain.device)
-        return F.cross_entropy(logits[:n], labels) + F.binary_cross_entropy_with_logits(domain[:, 0], is_target)
+        return self.task.loss(logits[:n], labels) + F.binary_cross_entropy_with_logits(domain[:, 0], is_target)
 
 
 class Joint:
-    """L = L_S + lambda * L_T with a source head beside the target head."""
+    """L = L_S + lambda * L_T with a source head beside the target head: the source task is classification
+    (cross-entropy), the target task's loss is its own task's."""
 
-    def __init__(self, source, num_source_labels: int, weight: float, head_factory):
+    def __init__(self, source, num_source_labels: int, weight: float, head_factory, task):
         self.stream, self.num_source_labels = source, num_source_labels
-        self.weight, self.head_factory = weight, head_factory
+        self.weight, self.head_factory, self.task = weight, head_factory, task
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {SOURCE_HEAD: self.head_factory(dim, self.num_source_labels)}
@@ -102,7 +103,7 @@ class Joint:
         source_labels = source.pop("labels")
         logits, source_logits = model(**join(batch, source), aux=SOURCE_HEAD)
         n = len(labels)
-        return F.cross_entropy(source_logits[n:], source_labels) + self.weight * F.cross_entropy(logits[:n], labels)
+        return F.cross_entropy(source_logits[n:], source_labels) + self.weight * self.task.loss(logits[:n], labels)
 
 
 @METHODS.register("dann")
@@ -117,7 +118,7 @@ class Dann(Wrapping):
     def objective(self, ctx: Context) -> DomainAdversarial:
         stream, _ = ctx.stream(ctx.cfg.target_data, labelled=False)
         ctx.print(f"{self.name}: {len(stream.loader.dataset)} target-domain examples")
-        return DomainAdversarial(stream)
+        return DomainAdversarial(stream, ctx.task)
 
     def extra_metrics(self, ctx: Context, metrics: dict[str, Any]) -> dict[str, Any]:
         """With ``compare_source_only``: the same adapter, seed and budget without the domain loss."""
@@ -140,4 +141,4 @@ class JointTraining(Wrapping):
     def objective(self, ctx: Context) -> Joint:
         stream, num_labels = ctx.stream(ctx.cfg.source_data, labelled=True)
         ctx.print(f"{self.name}: {len(stream.loader.dataset)} source-task examples")
-        return Joint(stream, num_labels, ctx.cfg.joint_lambda, ctx.new_head)
+        return Joint(stream, num_labels, ctx.cfg.joint_lambda, ctx.new_head, ctx.task)

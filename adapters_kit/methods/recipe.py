@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
@@ -29,7 +29,8 @@ class Context(Protocol):
     """What a recipe may ask of the run it is part of (implemented by the training layer)."""
 
     cfg: TrainConfig
-    names: Sequence[str]
+    task: Any
+    """The run's task bound to its label space (:mod:`adapters_kit.tasks`): loss, metrics, output size."""
     objective: Any
     """The recipe's objective, built once before the model (it may add heads)."""
     processor: Any

@@ -20,7 +20,8 @@ from adapters_kit.errors import UserError
 from adapters_kit.methods import get_recipe
 from adapters_kit.runs.atomic import write_text
 from adapters_kit.runs.checkpoint import read_json, read_labels
-from adapters_kit.tasks import get_task
+from adapters_kit.tasks import LabelMap, Task, get_task
+from adapters_kit.tasks.base import DEFAULT_TASK
 
 TEMPLATE = "model_card.md.j2"
 # Built-in backbones ship inside packages; the card names the Hub checkpoint they are a copy of.
@@ -28,7 +29,6 @@ KNOWN_HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 EXAMPLE_INPUTS = {"text": '["Shares rose sharply after the results were published."]',
                   "image": '["photo.jpg"]', "audio": '["clip.wav"]'}
 INPUT_KINDS = {"text": "texts", "image": "images", "audio": "audio clips"}
-METRIC_COLUMNS = ("n", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
 
 
 def template_dir() -> Path:
@@ -65,16 +65,18 @@ class CardData:
     labels: list[str]
     confusion_matrix: str | None = None
     extra_tags: list[str] = field(default_factory=list)
+    label_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_run(cls, directory: str | Path, load_id: str | None = None) -> "CardData":
         """Read a run folder's JSON files; ``load_id`` defaults to the folder's path."""
         root = Path(directory)
-        labels = list(read_labels(root).names)
+        cfg = read_json(root / "train_config.json")
+        label_map = read_labels(root, cfg.get("task"))
         png = "confusion_matrix.png" if (root / "confusion_matrix.png").exists() else None
-        return cls(load_id=load_id or str(root), cfg=read_json(root / "train_config.json"),
-                   info=read_json(root / "run_info.json"), metrics=read_json(root / "metrics.json"),
-                   labels=labels, confusion_matrix=png)
+        return cls(load_id=load_id or str(root), cfg=cfg, info=read_json(root / "run_info.json"),
+                   metrics=read_json(root / "metrics.json"), labels=list(label_map.names), confusion_matrix=png,
+                   label_params=label_map.params)
 
     @property
     def modality(self) -> str:
@@ -86,9 +88,13 @@ class CardData:
         loading the run reads them."""
         return from_dict(self.cfg)
 
+    @cached_property
+    def task(self) -> Task:
+        return get_task(self.config.task or DEFAULT_TASK, LabelMap(tuple(self.labels), self.label_params), self.config)
+
     @property
     def pipeline_tag(self) -> str:
-        return get_task().pipeline_tag(self.modality)
+        return self.task.pipeline_tag(self.modality, pairs=bool(self.info.get("pair_column")))
 
     @property
     def recipe(self):
@@ -99,7 +105,8 @@ class CardData:
         return self.recipe.adapter(self.config).peft
 
     def splits(self) -> list[str]:
-        return [s for s, m in self.metrics.items() if isinstance(m, dict) and "accuracy" in m]
+        headline = self.task.card_columns[0]
+        return [s for s, m in self.metrics.items() if isinstance(m, dict) and headline in m]
 
     def front_matter(self) -> dict[str, Any]:
         """The Hub metadata block."""
@@ -112,13 +119,13 @@ class CardData:
         meta["tags"] = ["adapters_kit", self.cfg["method"], tag, *(["peft"] if self.is_peft else []),
                         *self.extra_tags]
         meta["datasets"] = [] if "=" in self.cfg["data"] else [self.cfg["data"]]
-        meta["metrics"] = ["accuracy", "f1"]
+        meta["metrics"] = list(dict.fromkeys(kind for _, kind, _, _ in self.task.hub_metrics))
         results = [{"task": {"type": tag, "name": tag.replace("-", " ").capitalize()},
                     "dataset": {"name": self.dataset, "type": self.dataset, "split": s},
-                    "metrics": [{"type": "accuracy", "value": round(self.metrics[s]["accuracy"], 4),
-                                 "name": "Accuracy"},
-                                {"type": "f1", "value": round(self.metrics[s]["f1_macro"], 4), "name": "F1 (macro)",
-                                 "args": {"average": "macro"}}]}
+                    "metrics": [{"type": kind, "value": round(self.metrics[s][key], 4), "name": name,
+                                 **({"args": args} if args else {})}
+                                for key, kind, name, args in self.task.hub_metrics
+                                if self.metrics[s].get(key) is not None]}
                    for s in self.splits()]
         meta["model-index"] = [{"name": self.title, "results": results}]
         return meta
@@ -152,10 +159,13 @@ class CardData:
             "hyperparameters": self.hyperparameters(), "support_split": support_split or "-",
             "label_rows": [{"id": i, "label": n, "support": per_class.get(n, {}).get("support", "-")}
                            for i, n in enumerate(self.labels)],
-            "metric_rows": [{"split": s, **{k: _fmt(self.metrics[s].get(k)) for k in METRIC_COLUMNS}}
+            "metric_columns": ("n", *self.task.card_columns),
+            "metric_rows": [[s, *(_fmt(self.metrics[s].get(k)) for k in ("n", *self.task.card_columns))]
                             for s in self.splits()],
-            "confusion_matrix": self.confusion_matrix, "input_kind": INPUT_KINDS.get(self.modality, "inputs"),
-            "num_labels": len(self.labels), "data_sizes": ", ".join(f"{s} {n}" for s, n in sizes.items()) or "?",
+            "confusion_matrix": self.confusion_matrix,
+            "intended_use": self.task.card_use.format(
+                inputs=INPUT_KINDS.get(self.modality, "inputs"), n=len(self.labels), target=self.labels[0],
+                dataset=self.dataset, sizes=", ".join(f"{s} {n}" for s, n in sizes.items()) or "?"),
             "max_length": cfg.get("max_length") if self.modality == "text" else None,
         }
 

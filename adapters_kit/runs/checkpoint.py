@@ -28,6 +28,8 @@ from adapters_kit.model.heads import build_head
 from adapters_kit.model.modeling import AdapterClassifier, feature_dim
 from adapters_kit.runs.atomic import atomic_dir, write_json, write_text
 from adapters_kit.runs.output import MANIFEST_KEY, RUN, RUN_INFO, RUN_MARKER, claim, remove_partial
+from adapters_kit.tasks import Task, get_task
+from adapters_kit.tasks.base import DEFAULT_TASK
 from adapters_kit.train.resume import STATE, list_checkpoints
 
 FORMAT_VERSION = 1
@@ -93,7 +95,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         processor.save_pretrained(str(tmp))
         save_config(cfg, tmp / RUN_MARKER)
         write_json(tmp / "labels.json", {"id2label": {str(i): n for i, n in labels.id2label.items()},
-                                         "label2id": labels.label2id})
+                                         "label2id": labels.label2id, "params": labels.params})
         write_json(tmp / RUN_INFO, {"format_version": FORMAT_VERSION, **info})
         write_json(tmp / "metrics.json", metrics)
         write_text(tmp / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
@@ -152,12 +154,23 @@ class LoadedRun:
     info: dict[str, Any]
     modality: Any
 
-    def data_config(self, data: str, text_column: str | None = None,
-                    label_column: str | None = None) -> TrainConfig:
+    @property
+    def pairs(self) -> bool:
+        """Whether the run reads sentence pairs (two texts per input)."""
+        return bool(self.info.get("pair_column"))
+
+    def task(self) -> Task:
+        """The run's task bound to its saved label space (runs written before tasks were recorded:
+        classification)."""
+        return get_task(self.cfg.task or DEFAULT_TASK, self.labels, self.cfg)
+
+    def data_config(self, data: str, text_column: str | None = None, label_column: str | None = None,
+                    text_pair_column: str | None = None) -> TrainConfig:
         """The config that reads ``data`` as this run was trained (its columns, unless given), whole: without the
         training or evaluation subsets the run may have been trained with."""
         return self.cfg.replace(data=data, max_train_samples=None, max_eval_samples=None,
                                 text_column=text_column or self.info.get("input_column"),
+                                text_pair_column=text_pair_column or self.info.get("pair_column"),
                                 label_column=label_column or self.info.get("label_column"))
 
 
@@ -182,19 +195,24 @@ def damaged(path: Path, why: str) -> UserError:
     return UserError(f"{path} is damaged ({why}); retrain or restore the run folder")
 
 
-def read_labels(root: Path) -> LabelMap:
-    """``labels.json``'s names in id order, checked: a mapping ``id2label`` of ids 0..n-1 to names."""
+def read_labels(root: Path, task: str | None = None) -> LabelMap:
+    """``labels.json``'s names in id order and the task's fitted parameters, checked: a mapping ``id2label`` of ids
+    0..n-1 to names (n >= 2 for classification), ``params`` a mapping."""
     path = root / "labels.json"
-    raw = read_json(path, dict).get("id2label")
-    if not isinstance(raw, dict) or sorted(raw) != sorted(str(i) for i in range(len(raw))) or len(raw) < 2:
-        raise damaged(path, "id2label must map the ids 0..n-1 (n >= 2) to label names")
+    content = read_json(path, dict)
+    raw, params = content.get("id2label"), content.get("params", {})
+    least = 2 if (task or DEFAULT_TASK) == DEFAULT_TASK else 1
+    if not isinstance(raw, dict) or sorted(raw) != sorted(str(i) for i in range(len(raw))) or len(raw) < least:
+        raise damaged(path, f"id2label must map the ids 0..n-1 (n >= {least}) to label names")
+    if not isinstance(params, dict):
+        raise damaged(path, "params must be a mapping")
     try:
         names = [normalize_label(raw[str(i)]) for i in range(len(raw))]
     except TypeError as e:
         raise damaged(path, str(e)) from None
     if None in names or len(set(names)) != len(names):
         raise damaged(path, "its label names must be distinct and not blank")
-    return LabelMap(tuple(names))
+    return LabelMap(tuple(names), params)
 
 
 def read_run_config(root: Path) -> TrainConfig:
@@ -270,7 +288,7 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
     info = read_json(root / RUN_INFO, dict)
     check_format(root, info)
     cfg = read_run_config(root)
-    labels = read_labels(root)
+    labels = read_labels(root, cfg.task)
     check_weight_files(root)
     head_state = load_file(str(root / "head.safetensors"))
     if head_classes(head_state) not in (None, len(labels)):

@@ -1,4 +1,5 @@
-"""PNG reports drawn from a run's saved numbers: confusion matrix, training curves, reliability diagram.
+"""PNG reports drawn from a run's saved numbers: confusion matrix, training curves, reliability diagram, per-label
+bars (multi-label), predicted against true values and residuals (regression).
 
 Each function takes plain data (lists, dicts as stored in ``metrics.json`` / ``train_log.jsonl``) and a path, so
 ``adapters-kit report DIR`` can redraw everything from the run folder alone.
@@ -108,4 +109,41 @@ def reliability_png(rel: dict[str, list], path: str | Path, title: str = "") -> 
     bottom.set_xlabel("confidence (max predicted probability)")
     bottom.set_ylabel("examples")
     bottom.set_xlim(0, 1)
+    return _save(fig, path)
+
+
+def per_label_png(per_label: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Horizontal bars of each label's F1 and average precision, labels by support (most frequent on top)."""
+    rows = sorted(per_label.items(), key=lambda kv: (-(kv[1].get("support") or 0), kv[0]))
+    names = [f"{n} ({r.get('support', 0)})" for n, r in rows]
+    f1 = [r.get("f1") or 0.0 for _, r in rows]
+    ap = [r.get("average_precision") or 0.0 for _, r in rows]
+    y = np.arange(len(rows))
+    fig, ax = _pyplot().subplots(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
+    ax.barh(y - 0.2, f1, height=0.4, label="F1")
+    ax.barh(y + 0.2, ap, height=0.4, label="average precision")
+    ax.set_yticks(y, labels=names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score (label support in brackets)")
+    ax.legend(loc="lower right")
+    ax.set_title(title or "per-label scores")
+    return _save(fig, path)
+
+
+def regression_png(plot: dict[str, Any], path: str | Path, target: str, title: str = "") -> Path:
+    """Left: counts of (true, predicted) pairs on a grid, with the diagonal of perfect predictions; right: the
+    histogram of residuals (true - predicted)."""
+    lo, hi = plot["range"]
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4.2))
+    grid = np.asarray(plot["grid"], dtype=float).T  # rows: predicted, columns: true
+    left.imshow(np.ma.masked_equal(grid, 0), origin="lower", extent=(lo, hi, lo, hi), cmap="Blues", aspect="auto")
+    left.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    left.set_xlabel(f"true {target}")
+    left.set_ylabel(f"predicted {target}")
+    edges = np.asarray(plot["residual_edges"])
+    right.bar(edges[:-1], plot["residual_counts"], width=np.diff(edges), align="edge")
+    right.set_xlabel("residual (true - predicted)")
+    right.set_ylabel("examples")
+    fig.suptitle(title or target)
     return _save(fig, path)

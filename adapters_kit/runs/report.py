@@ -15,11 +15,13 @@ from rich.table import Table
 
 from adapters_kit.runs.atomic import atomic_file
 from adapters_kit.runs.checkpoint import read_json
-from adapters_kit.runs.plots import confusion_matrix_png, curves_png, reliability_png
+from adapters_kit.runs.plots import confusion_matrix_png, curves_png, per_label_png, regression_png, reliability_png
 
-TABLE_KEYS = ("n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
-              "top_k_accuracy", "roc_auc", "log_loss", "ece", "examples_per_second", "latency_ms_p50",
-              "latency_ms_p95")
+TABLE_KEYS = ("n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "f1_samples", "precision_macro",
+              "recall_macro", "precision_micro", "recall_micro", "subset_accuracy", "hamming_loss", "map",
+              "top_k_accuracy", "roc_auc", "log_loss", "ece", "mse", "rmse", "mae", "r2", "pearson", "spearman",
+              "examples_per_second", "latency_ms_p50", "latency_ms_p95")
+"""Scalar metrics the terminal tables show, where a split has them (each task computes its own)."""
 
 
 def _fmt(value: Any) -> str:
@@ -34,7 +36,7 @@ def _fmt(value: Any) -> str:
 
 def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
     """One column per evaluated split, one row per scalar metric."""
-    splits = [s for s, m in metrics.items() if isinstance(m, dict) and "accuracy" in m]
+    splits = [s for s, m in metrics.items() if isinstance(m, dict) and "n" in m and s != "train"]
     table = Table(title=title or None)
     table.add_column("metric")
     for s in splits:
@@ -77,7 +79,7 @@ def write_report(run_dir: str | Path) -> list[Path]:
     cfg = read_json(d / "train_config.json")
     names = info["labels"]
     written = []
-    split = "test" if "confusion_matrix" in metrics.get("test", {}) else "validation"
+    split = "test" if "n" in metrics.get("test", {}) else "validation"
     if "confusion_matrix" in metrics.get(split, {}):
         cm = metrics[split]["confusion_matrix"]
         written.append(confusion_matrix_png(cm, names, d / "confusion_matrix.png", title=f"confusion matrix ({split})"))
@@ -86,6 +88,13 @@ def write_report(run_dir: str | Path) -> list[Path]:
     if "reliability" in metrics.get(split, {}):
         written.append(reliability_png(metrics[split]["reliability"], d / "reliability.png",
                                        title=f"reliability diagram ({split}, ECE {metrics[split]['ece']:.4f})"))
+    if "per_label" in metrics.get(split, {}):
+        written.append(per_label_png(metrics[split]["per_label"], d / "per_label.png",
+                                     title=f"per-label F1 and average precision ({split})"))
+    if "plot" in metrics.get(split, {}):
+        written.append(regression_png(metrics[split]["plot"], d / "regression.png", names[0],
+                                      title=f"{split}: r2 {metrics[split].get('r2') or 0:.3f}, "
+                                            f"pearson {metrics[split].get('pearson') or 0:.3f}"))
     log_path = d / "train_log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     history = [h for h in info.get("history", []) if h.get("split", "validation") == "validation"]

@@ -41,7 +41,9 @@ INT8_WEIGHTS = "model_int8.safetensors"
 
 
 def merged_classifier(run: LoadedRun) -> AdapterClassifier:
-    """A copy of the run's classifier whose backbone is a plain transformers model (adapter merged in).
+    """A copy of the run's classifier whose backbone is a plain transformers model (adapter merged in) and whose
+    head outputs what the task exports (:meth:`adapters_kit.tasks.Task.exported`: a regression's head gives the
+    value on the target's own scale, its standardisation folded into the last linear layer).
 
     PEFT models expose ``merge_and_unload``; calling it needs no peft import here (only adapters/checkpoint import
     peft). Other methods already hold a plain backbone.
@@ -50,7 +52,18 @@ def merged_classifier(run: LoadedRun) -> AdapterClassifier:
     backbone = model.backbone
     if hasattr(backbone, "merge_and_unload"):
         backbone = backbone.merge_and_unload()
+    last = model.head[-1]
+    with torch.no_grad():  # exported(x) is affine: exported(W f + b) = W' f + b'
+        bias = run.task().exported(last.bias[None])[0]
+        last.weight.copy_(run.task().exported(last.weight.T).T - run.task().exported(torch.zeros_like(last.weight.T)).T)
+        last.bias.copy_(bias)
     return AdapterClassifier(backbone, model.pooling, model.head).eval()
+
+
+def run_outputs(run: LoadedRun) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """The run's own model, as an exported artefact of it must answer (the reference of every check)."""
+    task = run.task()
+    return lambda batch: task.exported(run.model(**batch))
 
 
 def _merged_config(run: LoadedRun, model: AdapterClassifier):
@@ -61,6 +74,7 @@ def _merged_config(run: LoadedRun, model: AdapterClassifier):
     config.auto_map = {AUTO_CLASSES.get(modality, AUTO_CLASSES["text"]): "modeling_adapters_kit.AdaptersKitClassifier"}
     config.id2label = dict(enumerate(run.labels.names))
     config.label2id = {n: i for i, n in enumerate(run.labels.names)}
+    config.problem_type = run.task().problem_type
     config.adapters_kit_pooling = model.pooling
     config.adapters_kit_head = run.cfg.head
     config.adapters_kit_feature_dim = feature_dim(model.backbone)
@@ -70,7 +84,7 @@ def _merged_config(run: LoadedRun, model: AdapterClassifier):
 def _write_side_files(run: LoadedRun, out: Path) -> None:
     run.processor.save_pretrained(str(out))
     write_json(out / "labels.json", {"id2label": {str(i): n for i, n in enumerate(run.labels.names)},
-                                     "label2id": run.labels.label2id})
+                                     "label2id": run.labels.label2id, "params": run.labels.params})
 
 
 def save_merged(run: LoadedRun, model: AdapterClassifier, out: Path) -> None:
@@ -128,9 +142,10 @@ def _sample_batches(run: LoadedRun) -> list[dict[str, torch.Tensor]]:
     """Two batches of different size (and, where inputs vary in length, different length): 2 then 5 inputs."""
     modality = run.info.get("modality", "text")
     if modality == "text":
-        return [dict(run.processor(texts, padding=True, truncation=True, max_length=run.cfg.max_length,
-                                   return_tensors="pt")) for texts in (SAMPLE_TEXTS[:1] + SAMPLE_TEXTS[2:3],
-                                                                       SAMPLE_TEXTS)]
+        # a sentence-pair run is checked on pairs (each sample text with the next one as its second text)
+        return [dict(run.processor(texts, texts[1:] + texts[:1] if run.pairs else None, padding=True,
+                                   truncation=True, max_length=run.cfg.max_length, return_tensors="pt"))
+                for texts in (SAMPLE_TEXTS[:1] + SAMPLE_TEXTS[2:3], SAMPLE_TEXTS)]
     collate = run.modality.collator(run.processor)
     batches = []
     for inputs in _sample_inputs(modality, getattr(run.processor, "sampling_rate", 16000), (2, 5)):
@@ -270,7 +285,7 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
         if to == "merged":
             save_merged(run, model, tmp)
             reloaded = load_merged(tmp)
-            diff = _max_diff(run, lambda b: run.model(**b), lambda b: reloaded(**b).logits)
+            diff = _max_diff(run, run_outputs(run), lambda b: reloaded(**b).logits)
             if diff > 1e-4:
                 raise RuntimeError(f"merged model differs from the adapter model by {diff:.2e}; not exported")
             checks.append(f"merged vs adapter model: max abs logit difference {diff:.2e} (limit 1e-4)")
@@ -282,16 +297,16 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
             artefact = onnx_predictor(tmp / "model.onnx")
         elif to == "int8":
             qmodel = save_int8(run, model, tmp)
-            diff = _max_diff(run, lambda b: run.model(**b), lambda b: qmodel(**b))
+            diff = _max_diff(run, run_outputs(run), lambda b: qmodel(**b))
             checks.append(f"int8 vs float: max abs logit difference {diff:.2e} on the sample texts")
             artefact = lambda b: qmodel(**b)  # noqa: E731
         else:
             raise UserError(f"--to must be merged, onnx or int8, got {to!r}")
     artefact_mb = folder_mb(out)
     rows = [{"artefact": "run (adapter)", "size_mb": run_size_mb(Path(run_dir), _base_path(run)),
-             "predict": lambda b: run.model(**b)},
+             "predict": run_outputs(run)},
             {"artefact": to, "size_mb": artefact_mb, "predict": artefact}]
-    checks += measure(rows, batches, f"{split} of {data}" if data else "the sample texts")
+    checks += measure(rows, batches, f"{split} of {data}" if data else "the sample texts", run.task())
     return {"rows": [{k: v for k, v in r.items() if k != "predict"} for r in rows], "checks": checks}
 
 
@@ -343,11 +358,12 @@ def measure_batches(run: LoadedRun, data: str | None, split: str,
     return [b for b in _sample_batches(run) for _ in range(8)]
 
 
-def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str) -> list[str]:
-    """Fill each row's ``examples_per_second`` and ``accuracy`` (when the batches carry labels) over ``batches``
-    (read from ``where``); returns lines comparing each artefact's predictions with the first row's (the run's)."""
+def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str, task: Any) -> list[str]:
+    """Fill each row's ``examples_per_second`` and ``score`` (the task's headline metric, ``metric``, when the
+    batches carry labels) over ``batches`` (read from ``where``); returns lines comparing each artefact's
+    predictions with the first row's (the run's)."""
     labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
-    seconds, preds = [0.0] * len(rows), [[] for _ in rows]
+    seconds, outs = [0.0] * len(rows), [[] for _ in rows]
     with torch.inference_mode():
         for row in rows:
             row["predict"](batches[0])  # warm-up
@@ -355,16 +371,30 @@ def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str
         for batch in batches:
             for i, row in enumerate(rows):
                 start = time.perf_counter()
-                preds[i].append(row["predict"](batch).argmax(-1))
+                outs[i].append(row["predict"](batch).float())
                 seconds[i] += time.perf_counter() - start
-    predictions = [torch.cat(p) for p in preds]
-    for row, pred, elapsed in zip(rows, predictions, seconds):
-        row["examples_per_second"] = len(pred) / max(elapsed, 1e-9)
-        row["accuracy"] = float((pred == torch.cat(labels)).float().mean()) if labels else None
+    outputs = [torch.cat(o) for o in outs]
+    metric = task.card_columns[0]
+    for row, out, elapsed in zip(rows, outputs, seconds):
+        row["examples_per_second"] = len(out) / max(elapsed, 1e-9)
+        row["metric"], row["score"] = metric, None
+        if labels:
+            scores = task.metrics(exported=True)
+            scores.update(out.numpy(), torch.cat(labels).numpy())
+            row["score"] = scores.compute()[metric]
     lines = []
-    for row, pred in zip(rows[1:], predictions[1:]):
-        same = float((pred == predictions[0]).float().mean())
-        change = "" if row["accuracy"] is None else f"accuracy change {row['accuracy'] - rows[0]['accuracy']:+.4f}, "
-        lines.append(f"{row['artefact']} vs run on {len(pred)} examples of {where}: {change}"
-                     f"same prediction for {100 * same:.1f}%")
+    for row, out in zip(rows[1:], outputs[1:]):
+        same = [_decision(a) == _decision(b) for a, b in zip(task.decode(out), task.decode(outputs[0]))]
+        change = "" if row["score"] is None else f"{metric} change {row['score'] - rows[0]['score']:+.4f}, "
+        agree = f"same prediction for {100 * sum(same) / len(same):.1f}%, " if _decision(task.decode(out[:1])[0]) \
+            is not None else ""
+        lines.append(f"{row['artefact']} vs run on {len(out)} examples of {where}: {change}{agree}max abs output "
+                     f"difference {float((out - outputs[0]).abs().max()):.2e}")
     return lines
+
+
+def _decision(prediction: Any) -> Any:
+    """What a prediction decides: its label, the set of its labels, or None for a number (compared by value)."""
+    if isinstance(prediction, list):
+        return frozenset(d["label"] for d in prediction)
+    return prediction.get("label")

@@ -16,16 +16,18 @@ from typing import Any, Callable
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from adapters_kit.builtin.catalog import resolve_model
+from adapters_kit.builtin.resolve import resolve_model
 from adapters_kit.config import TrainConfig
 from adapters_kit.data.splits import Splits, load_inputs, load_splits, make_loader, prepare
 from adapters_kit.errors import UserError
-from adapters_kit.evaluation.evaluator import evaluate
+from adapters_kit.evaluation.evaluator import collect_outputs, evaluate
 from adapters_kit.methods import get_recipe
 from adapters_kit.modalities import get_modality
 from adapters_kit.model.features import backbone_fingerprint, cached_encode, feature_loader
 from adapters_kit.model.heads import build_head
 from adapters_kit.model.modeling import AdapterClassifier, build_model
+from adapters_kit.tasks import get_task
+from adapters_kit.tasks.base import DEFAULT_TASK
 from adapters_kit.train.loop import train as train_loop
 from adapters_kit.train.objectives import BatchStream
 from adapters_kit.train.result import TrainResult
@@ -33,6 +35,19 @@ from adapters_kit.train.resume import Checkpointing, stage_of
 from adapters_kit.train.setup import load_processor
 
 log = logging.getLogger(__name__)
+
+
+def check_task(cfg: TrainConfig, task: Any, recipe: Any) -> None:
+    """Refuse, before any training, settings the run's task cannot take."""
+    if cfg.best_metric not in task.selectable:
+        raise UserError(f"invalid config: best_metric {cfg.best_metric} is not a {task.name} metric; choose one of: "
+                        f"{', '.join(task.selectable)}")
+    if cfg.thresholds == "tuned" and not hasattr(task, "tuned"):
+        raise UserError(f"invalid config: --thresholds tuned sets multi-label decision thresholds; this run's task "
+                        f"is {task.name}")
+    if cfg.probe_solver == "lbfgs" and not task.closed_form:
+        raise UserError(f"invalid config: --probe-solver lbfgs solves a logistic regression, which does not fit "
+                        f"task {task.name}; use --probe-solver adamw")
 
 
 class Job:
@@ -47,9 +62,11 @@ class Job:
         processor = load_processor(self.modality, self.path)
         with accelerator.main_process_first():
             self.splits: Splits = load_splits(cfg, self.modality)
-        self.processor, self.cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
+        self.processor, cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
+        self.task = get_task(self.splits.task, self.splits.labels, cfg)
+        self.cfg = cfg.replace(task=self.splits.task, best_metric=cfg.best_metric or self.task.best_metric)
+        check_task(self.cfg, self.task, self.recipe)
         self.collate = self.modality.collator(self.processor)
-        self.names = self.splits.labels.names
         missing = [s for s in self.cfg.split_list() if s not in self.splits.datasets]
         if missing:
             raise UserError(f"eval_splits names {', '.join(missing)}, which the data lacks; splits are: "
@@ -70,7 +87,7 @@ class Job:
         self.objective = self.recipe.objective(self)
         set_seed(self.cfg.seed)
         backbone = self.modality.load_backbone(self.path, self.processor)
-        return build_model(self.cfg, backbone, len(self.names),
+        return build_model(self.cfg, backbone, self.task.num_outputs,
                            self.objective.aux_heads if self.objective else None)
 
     def run(self, model: AdapterClassifier) -> TrainResult:
@@ -100,20 +117,33 @@ class Job:
         # Re-seed: whether features came from the cache or were encoded (which draws random numbers while saving
         # them) must not change the dropout masks and so the result.
         set_seed(run.seed)
-        return train_loop(cfg or run, model, train_loader, eval_loaders, self.acc, self.names, checkpoints,
+        return train_loop(cfg or run, model, train_loader, eval_loaders, self.acc, self.task, checkpoints,
                           objective)
 
     def evaluate(self, model, loader) -> dict[str, Any]:
-        return evaluate(model, loader, self.acc, self.names, top_k=self.cfg.top_k)
+        return evaluate(model, loader, self.acc, self.task)
 
     def final_metrics(self, model, result: TrainResult) -> dict[str, Any]:
         """``{split: metrics}`` of the whole model on raw inputs. Validation was scored with the best weights
-        already, unless training read cached features."""
-        metrics: dict[str, Any] = {} if result.on_features else {"validation": result.best_metrics}
+        already, unless training read cached features or the decision thresholds were tuned since."""
+        tuned = self.cfg.thresholds == "tuned"
+        if tuned:
+            self.tune_thresholds(model)
+        metrics: dict[str, Any] = {} if result.on_features or tuned else {"validation": result.best_metrics}
         metrics.update({s: self.evaluate(model, loader) for s, loader in self.input_loaders().items()
                         if s != "train" and s not in metrics})
         metrics["train"] = self.train_figures(result)
         return metrics
+
+    def tune_thresholds(self, model) -> None:
+        """Per-label decision thresholds chosen on the validation split (never on test), kept in the label space
+        that the run folder saves."""
+        outputs, targets = collect_outputs(model, self.input_loaders()["validation"], self.acc)
+        self.splits.labels = self.task.tuned(outputs, targets)
+        self.task = get_task(self.splits.task, self.splits.labels, self.cfg)
+        self.print(f"decision thresholds tuned on validation ({len(targets)} examples): "
+                   f"{', '.join(f'{t:.2f}' for t in self.splits.labels.params['thresholds'][:10])}"
+                   f"{' ...' if len(self.splits.labels) > 10 else ''}")
 
     def train_figures(self, result: TrainResult) -> dict[str, Any]:
         """``metrics.json``'s ``train`` entry: training-only timing (no evaluation), selection, processes, and
@@ -196,11 +226,12 @@ class Job:
         cfg = self.cfg
         with self.acc.main_process_first():
             if labelled:
-                other = load_splits(cfg.replace(data=spec, text_column=None, label_column=None,
-                                                max_train_samples=None), self.modality)
+                # The source task of ``joint`` is classification (its own head, cross-entropy).
+                other = load_splits(cfg.replace(data=spec, text_column=None, label_column=None, task=DEFAULT_TASK,
+                                                text_pair_column=None, max_train_samples=None), self.modality)
                 inputs, num_labels = other.datasets["train"], len(other.labels)
             else:
-                inputs, num_labels = load_inputs(spec, self.modality, cfg.text_column), 0
+                inputs, num_labels = load_inputs(spec, self.modality, cfg.text_column, cfg.text_pair_column), 0
             return prepare(inputs, self.modality, self.processor, train=True), num_labels
 
     def new_head(self, dim: int, num_labels: int):
@@ -211,9 +242,12 @@ class Job:
         r, splits = self.splits.report, self.splits
         sizes = ", ".join(f"{s} {n}" for s, n in r["sizes"].items())
         dups = sum(r["duplicates_dropped"].values())
-        self.acc.print(f"data: {sizes}; {len(splits.labels)} classes; {dups} duplicate input(s) dropped "
-                       f"({', '.join(f'{s} {n}' for s, n in r['duplicates_dropped'].items())}); "
-                       f"columns input={splits.input_column!r} label={splits.label_column!r}")
+        how = "detected from the label column; --task to choose" if r.get("task_detected") else "as given"
+        self.acc.print(f"task: {splits.task} ({how})")
+        pair = f" pair={splits.pair_column!r}" if splits.pair_column else ""
+        self.acc.print(f"data: {sizes}; {len(splits.labels)} {self.task.outputs_word}; {dups} duplicate input(s) "
+                       f"dropped ({', '.join(f'{s} {n}' for s, n in r['duplicates_dropped'].items())}); "
+                       f"columns input={splits.input_column!r}{pair} label={splits.label_column!r}")
         skipped = {k: sum(v.values()) for k, v in r.items() if k in ("null_rows", "unknown_labels")}
         if any(skipped.values()):
             log.warning("skipped rows: %s", skipped)

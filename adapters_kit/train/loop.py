@@ -10,7 +10,7 @@ import math
 import signal
 import threading
 import time
-from typing import Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -83,15 +83,22 @@ class _Selector:
         return self.patience is not None and self.bad >= self.patience
 
 
-def _evaluate_all(cfg, model, eval_loaders, accelerator, names, selector, result, epoch, step) -> bool:
+def _shown(value: float | None) -> str:
+    """A metric for the progress line; ``None`` (undefined on this split, e.g. a correlation of constant
+    predictions) said so rather than printed as nan."""
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+def _evaluate_all(cfg, model, eval_loaders, accelerator, task, selector, result, epoch, step) -> bool:
     stop = False
     for split, loader in eval_loaders.items():
-        metrics = evaluate(model, loader, accelerator, names, top_k=cfg.top_k)
+        metrics = evaluate(model, loader, accelerator, task)
         scalars = result.record(epoch, step, split, metrics)
         accelerator.log({f"{split}/{k}": v for k, v in scalars.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
-        accelerator.print(f"epoch {epoch} step {step}: {split} accuracy {metrics.get('accuracy', float('nan')):.4f} "
-                          f"{cfg.best_metric} {metrics.get(cfg.best_metric) or float('nan'):.4f}")
+        headline = "" if "accuracy" not in metrics else f"accuracy {metrics['accuracy']:.4f} "
+        accelerator.print(f"epoch {epoch} step {step}: {split} {headline}"
+                          f"{cfg.best_metric} {_shown(metrics.get(cfg.best_metric))}")
         if split == "validation":
             stop = selector.offer(accelerator.unwrap_model(model), metrics, result, epoch, step)
     return stop
@@ -119,9 +126,9 @@ class _SigintFlag:
 class _Loop:
     """One training run's moving parts; ``run`` is the loop, ``_epoch`` one pass over the training batches."""
 
-    def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective):
-        self.cfg, self.acc, self.names, self.ckpt = cfg, accelerator, names, checkpoints
-        self.objective = objective or TaskLoss()
+    def __init__(self, cfg, model, train_loader, eval_loaders, accelerator, task, checkpoints, objective):
+        self.cfg, self.acc, self.task, self.ckpt = cfg, accelerator, task, checkpoints
+        self.objective = objective or TaskLoss(task)
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_decay)
         # The schedule is counted in optimizer steps; a prepared scheduler ticks once per process at each step, so
         # both lengths are scaled by the process count. Rounding the warmup in optimizer steps makes 2 processes x
@@ -265,7 +272,7 @@ class _Loop:
         return (self.result.train_tokens or 0) + int(self.acc.reduce(self.tokens, "sum"))
 
     def _evaluate(self, epoch: int, step: int) -> bool:
-        return _evaluate_all(self.cfg, self.model, self.eval_loaders, self.acc, self.names, self.selector,
+        return _evaluate_all(self.cfg, self.model, self.eval_loaders, self.acc, self.task, self.selector,
                              self.result, epoch, step)
 
     def _due(self, step: int) -> bool:
@@ -313,7 +320,7 @@ class _Loop:
 
 
 def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: dict, accelerator,
-          names: Sequence[str], checkpoints: Checkpointing | None = None,
+          task: Any, checkpoints: Checkpointing | None = None,
           objective: Objective | None = None) -> TrainResult:
     """Train ``model`` in place and leave it holding the weights of its best validation evaluation.
 
@@ -321,8 +328,9 @@ def train(cfg: TrainConfig, model: torch.nn.Module, train_loader, eval_loaders: 
     stopping. Evaluations run each epoch and, with ``cfg.eval_steps``, every that many optimizer steps. With
     ``checkpoints``, a checkpoint is written at each epoch end and every ``save_steps`` optimizer steps, training
     continues from ``checkpoints.resume_from`` when set, and Ctrl-C saves one and raises
-    :class:`TrainingInterrupted`. ``objective`` computes each step's loss (default: cross-entropy on the batch).
+    :class:`TrainingInterrupted`. ``task`` (:mod:`adapters_kit.tasks`) scores the evaluations; ``objective``
+    computes each step's loss (default: the task's loss on the batch).
     With ``cfg.fast_dropout`` the model trains with :func:`adapters_kit.model.dropout.fast_dropout`.
     """
     with fast_dropout(model, cfg.fast_dropout):
-        return _Loop(cfg, model, train_loader, eval_loaders, accelerator, names, checkpoints, objective).run()
+        return _Loop(cfg, model, train_loader, eval_loaders, accelerator, task, checkpoints, objective).run()

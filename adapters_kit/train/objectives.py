@@ -12,7 +12,7 @@ from typing import Any, Iterator, Protocol
 import torch
 from torch import nn
 
-from adapters_kit.tasks import Task, get_task
+from adapters_kit.tasks import Task
 
 
 class Objective(Protocol):
@@ -67,8 +67,8 @@ class TaskLoss:
 
     stream: BatchStream | None = None
 
-    def __init__(self, task: Task | None = None):
-        self.task = task or get_task()
+    def __init__(self, task: Task):
+        self.task = task
 
     def aux_heads(self, dim: int) -> dict[str, nn.Module]:
         return {}

@@ -11,13 +11,14 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from transformers import AutoConfig
 
-from adapters_kit.builtin.catalog import fit_max_length, resolve_model
+from adapters_kit.builtin.resolve import fit_max_length, resolve_model
 from adapters_kit.config import TrainConfig
 from adapters_kit.errors import UserError
 from adapters_kit.methods import validate
 from adapters_kit.modalities import get_modality
 from adapters_kit.model.heads import HEADS, POOLERS
 from adapters_kit.runs.checkpoint import tracker_dir
+from adapters_kit.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     recipe = validate(cfg)
     defaults = recipe.defaults(cfg)
     HEADS.get(cfg.head)
+    if cfg.task is not None:
+        TASKS.get(cfg.task)  # an unknown name lists the registered ones
     pooling = cfg.pooling
     if pooling is None:
         path, modality = resolve_model(cfg.model)
