@@ -257,14 +257,17 @@ def cmd_predict(args) -> int:
                             f"{bad[:40]!r})")
         inputs = [tuple(t.split("\t", 1)) for t in texts]
     for text, result in zip(texts, clf(inputs, top_k=args.top_k)):
-        print(_prediction_line(text, result, args.top_k))
+        print(_prediction_line(text, result, args.top_k, clf.task.word_inputs))
     return 0
 
 
-def _prediction_line(text: str, result: Any, top_k: int) -> str:
+def _prediction_line(text: str, result: Any, top_k: int, tags: bool = False) -> str:
     """One input's prediction as a JSON line: ``label`` and ``score`` (classification; ``--top-k`` adds the
-    runners-up after it), ``score`` (regression), or ``labels`` (multi-label: the labels predicted)."""
+    runners-up after it), ``score`` (regression), ``labels`` (multi-label: the labels predicted), or ``entities``
+    (token classification: the entities, or each word's tag)."""
     shown = {"text": text[:80].replace("\t", " | ")}
+    if tags:
+        return json.dumps({**shown, "entities": result})
     if isinstance(result, dict):
         return json.dumps({**shown, **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}})
     if top_k == 1:

@@ -24,7 +24,8 @@ from adapters_kit.errors import UserError
 MIXED_PRECISION = ("no", "bf16", "fp16")
 METRICS_FOR_BEST = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro",
                     "top_k_accuracy", "roc_auc", "log_loss", "ece", "f1_samples", "precision_micro", "recall_micro",
-                    "subset_accuracy", "hamming_loss", "map", "mse", "rmse", "mae", "r2", "pearson", "spearman")
+                    "subset_accuracy", "hamming_loss", "map", "mse", "rmse", "mae", "r2", "pearson", "spearman",
+                    "entity_f1", "entity_precision", "entity_recall", "entity_f1_macro", "token_accuracy")
 """Every metric ``best_metric`` may name: the union of the tasks' ``selectable`` metrics (a test keeps the two
 equal); whether the run's task computes it is checked once the task is known."""
 LOWER_IS_BETTER = ("log_loss", "ece", "hamming_loss", "mse", "rmse", "mae")
@@ -81,8 +82,10 @@ class TrainConfig:
     """Seed for initialisation, shuffling and dropout: an integer in 0..2**32 - 1 (numpy's seed range)."""
     task: str | None = None
     """What is predicted: ``classification`` (one label per input), ``multi-label`` (any number of labels per
-    input), ``regression`` (a number); ``None``: detected from the label column (lists: multi-label; numbers that
-    are not all integers, with more than 20 distinct values: regression; else classification) and printed."""
+    input), ``regression`` (a number), ``token-classification`` (a tag per word); ``None``: detected from the
+    label column (lists of tags beside lists of words: token classification; other lists: multi-label; numbers
+    that are not all integers, with more than 20 distinct values: regression; else classification) and
+    printed."""
     text_column: str | None = None
     """Input column; detected from common names when not given."""
     text_pair_column: str | None = None
@@ -158,7 +161,8 @@ class TrainConfig:
     best_metric: str | None = None
     """Validation metric that picks the best evaluation; its weights are the ones saved (log_loss, ece,
     hamming_loss, mse, rmse and mae are minimised, the others maximised). ``None``: the task's default
-    (classification ``f1_macro``, multi-label ``f1_micro``, regression ``rmse``)."""
+    (classification ``f1_macro``, multi-label ``f1_micro``, regression ``rmse``, token classification
+    ``entity_f1``, or ``token_accuracy`` for tags without entities)."""
     thresholds: str = "fixed"
     """``multi-label``: ``fixed`` predicts a label at score 0.5; ``tuned`` picks each label's threshold on the
     validation split (the one maximising that label's F1) after training, saves it with the run and uses it for

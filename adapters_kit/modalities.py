@@ -114,7 +114,7 @@ class _Base:
 class TextModality(_Base):
     name = "text"
     input_columns = ("text", "sentence", "content", "document", "body", "message", "review", "review_text",
-                     "sms", "article", "question", "tweet")
+                     "sms", "article", "question", "tweet", "tokens", "words")
 
     def load_processor(self, model_path: str) -> Any:
         tok = AutoTokenizer.from_pretrained(model_path)
@@ -129,10 +129,13 @@ class TextModality(_Base):
         return "last" if decoder_only else "mean"
 
     def encode(self, processor: Any, inputs: list, train: bool = False) -> dict:
-        """Token ids of texts, or of sentence pairs (two texts per input) as the tokenizer's pair encoding
+        """Token ids of texts, of sentence pairs (two texts per input) as the tokenizer's pair encoding
         (``[CLS] a [SEP] b [SEP]`` for BERT) with ``longest_first`` truncation: the longer text loses tokens
-        first, so a short question is kept whole beside a long passage."""
-        pairs = bool(inputs) and isinstance(inputs[0], (list, tuple))
+        first, so a short question is kept whole beside a long passage; or of sentences given as lists of words
+        (token classification), with ``word_ids``: each token's word index, -1 for special tokens."""
+        pairs = self.cfg.text_pair_column is not None
+        if inputs and isinstance(inputs[0], (list, tuple)) and not pairs:
+            return self._encode_words(processor, inputs)
         flat = [t for pair in inputs for t in pair] if pairs else inputs
         bad = next((t for t in flat if not isinstance(t, str)), "ok")
         if bad != "ok" or (pairs and any(len(p) != 2 for p in inputs)):
@@ -144,12 +147,42 @@ class TextModality(_Base):
             return processor(first, second, truncation="longest_first", max_length=self.cfg.max_length)
         return processor(inputs, truncation=True, max_length=self.cfg.max_length)
 
+    def _encode_words(self, processor: Any, inputs: list) -> dict:
+        bad = next((w for ws in inputs for w in ws if not isinstance(w, str)), "ok")
+        if bad != "ok":
+            raise UserError(f"the words column holds a non-text value {bad!r}; give lists of words")
+        enc = processor(inputs, is_split_into_words=True, truncation=True, max_length=self.cfg.max_length)
+        out = dict(enc)
+        out["word_ids"] = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(inputs))]
+        return out
+
     def prepare(self, ds: Dataset, processor: Any, split: str, train: bool) -> Dataset:
         return ds.map(lambda b: self.encode(processor, b["input"]), batched=True, remove_columns=["input"],
                       desc=f"tokenise {split}")
 
     def collator(self, processor: Any) -> Any:
-        return DataCollatorWithPadding(processor, return_tensors="pt")
+        return PaddingCollator(processor)
+
+
+LABEL_PAD = -100
+"""Pads label sequences of different lengths (tags per token); PyTorch's cross-entropy ignores it by default."""
+
+
+class PaddingCollator:
+    """Text batches padded to their longest text (transformers' ``DataCollatorWithPadding``), and label sequences of
+    different lengths (token classification) padded with :data:`LABEL_PAD`."""
+
+    def __init__(self, processor: Any):
+        self.inner = DataCollatorWithPadding(processor, return_tensors="pt")
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        labels = [it["label"] for it in items] if items and "label" in items[0] else None
+        if labels is None or not isinstance(labels[0], list) or len({len(x) for x in labels}) == 1:
+            return self.inner(items)
+        batch = self.inner([{k: v for k, v in it.items() if k != "label"} for it in items])
+        width = max(len(x) for x in labels)
+        batch["labels"] = torch.tensor([list(x) + [LABEL_PAD] * (width - len(x)) for x in labels])
+        return batch
 
 
 class _Files(_Base):

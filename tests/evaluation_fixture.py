@@ -8,7 +8,7 @@ from adapters_kit import TrainConfig
 from adapters_kit.tasks import LabelMap, get_task
 
 N, K, BATCH = 37, 4, 4
-TASK_NAMES = ("classification", "multi-label", "regression")
+TASK_NAMES = ("classification", "multi-label", "regression", "token-classification")
 
 
 def identity_model() -> torch.nn.Module:
@@ -27,6 +27,8 @@ def fixture_task(name: str = "classification"):
     """The task ``name`` over the fixture's outputs: 4 classes / labels, or one regression target."""
     if name == "regression":
         return get_task(name, LabelMap(("score",), {"mean": [0.5], "std": [2.0]}))
+    if name == "token-classification":
+        return get_task(name, LabelMap(("B-LOC", "B-PER", "I-PER", "O")))
     return get_task(name, LabelMap(("a", "b", "c", "d")), TrainConfig(top_k=2))
 
 
@@ -40,6 +42,12 @@ def fixed_loader(task: str = "classification") -> DataLoader:
     elif task == "regression":
         labels = torch.randn(N, generator=g) * 2.0 + 0.5
         logits = ((labels - 0.5) / 2.0 + 0.3 * torch.randn(N, generator=g))[:, None]
+    elif task == "token-classification":  # 9 token positions: some ignored (-100), some words cut off (-1000 - tag)
+        tags = torch.randint(0, K, (N, 9), generator=g)
+        logits = torch.randn(N, 9, K, generator=g) + 2.0 * torch.nn.functional.one_hot(tags, K)
+        ignored = torch.rand(N, 9, generator=g) < 0.2
+        labels = tags.where(~ignored, torch.full_like(tags, -100))
+        labels[:, 0], labels[::3, -1] = -100, -1000 - tags[::3, -1]
     ds = TensorDataset(logits, labels)
     return DataLoader(ds, batch_size=BATCH, collate_fn=lambda items: {
         "features": torch.stack([x for x, _ in items]), "labels": torch.stack([y for _, y in items])})

@@ -43,6 +43,7 @@ def test_two_processes_give_exactly_the_single_process_metrics(tmp_path):
         assert two["metrics"][name]["n"] == N == single[name]["n"], name
         assert two["metrics"][name] == json.loads(json.dumps(single[name])), name  # every key, exactly
     assert single["multi-label"]["f1_micro"] > 0.5 and single["regression"]["pearson"] > 0.5  # not degenerate
+    assert 0.5 < single["token-classification"]["entity_f1"] < 1.0
 
 
 def test_a_plain_loader_is_counted_whole_after_a_prepared_loader_was_broken_off_at_its_end():

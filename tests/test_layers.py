@@ -16,7 +16,7 @@ LAYER = {
     "methods.domain": 1, "methods.autoencoder": 1, "train.objectives": 1,
     "tasks": 1, "tasks.base": 1, "tasks.labels": 1, "tasks.classification": 1, "tasks.multilabel": 1,
     "tasks.regression": 1, "evaluation.multilabel": 1, "evaluation.regression": 1, "evaluation.entities": 1,
-    "data": 2, "data.splits": 2, "data.files": 2, "data.loaders": 2,
+    "data": 2, "data.splits": 2, "data.files": 2, "data.loaders": 2, "data.conll": 2, "tasks.token": 1,
     "model": 2, "model.modeling": 2, "model.features": 2,
     "train": 3, "train.loop": 3, "train.resume": 3, "train.setup": 3, "train.job": 3,
     "evaluation": 3, "evaluation.evaluator": 3, "runs.checkpoint": 3,
@@ -29,7 +29,7 @@ L1_PEERS = {"modalities", "model.heads", "methods", "tasks"}
 ONLY = {"accelerate": {"train.loop", "train.setup", "train.job", "evaluation.evaluator", "runs.checkpoint",
                        "runs.inference", "share.hub", "share.export", "cli", "trainer"},
         "peft": {"methods.adapters", "runs.checkpoint"},
-        "datasets": {"data.splits", "data.files", "data.loaders", "modalities", "model.features", "cli"},
+        "datasets": {"data.splits", "data.files", "data.loaders", "data.conll", "modalities", "model.features", "cli"},
         "huggingface_hub": {"share.hub"}, "optuna": {"sweep"}, "matplotlib": {"runs.plots"},
         "rich": {"runs.report", "cli"}}
 

@@ -234,7 +234,7 @@ def test_sentence_pairs_are_detected_encoded_as_pairs_and_predicted_from_pairs(t
     assert splits.report["duplicates_dropped"]["train"] == 1
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     first = splits.datasets["train"][0]["input"]
-    encoded = get_modality("text", cfg).encode(tok, [first])
+    encoded = get_modality("text", cfg.replace(text_pair_column="sentence2")).encode(tok, [first])
     assert encoded["input_ids"][0] == tok(first[0], first[1], truncation="longest_first", max_length=32)["input_ids"]
     assert encoded["token_type_ids"][0].count(1) > 0  # the second text is segment B
 
@@ -332,3 +332,109 @@ def test_best_metric_choices_are_the_tasks_metrics():
     classes = [TASKS.get(n) for n in TASKS.names()]
     assert set(METRICS_FOR_BEST) == {m for c in classes for m in c.selectable}
     assert set(LOWER_IS_BETTER) == {m for c in classes for m in c.lower_is_better}
+
+
+# ----------------------------------------------------------------------------------------------- token classification
+def tagged_rows(n: int, seed: int) -> list[dict]:
+    """Sentences of filler and topic words; a topic word is an entity of its topic (IOB2 tags; an I- tag marks the
+    second word of the occasional two-word entity)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words, tags = [], []
+        for _ in range(rng.randint(2, 4)):
+            words += rng.choices(FILLER, k=rng.randint(1, 3))
+            tags += ["O"] * (len(words) - len(tags))
+            topic = rng.choice(NAMES)
+            span = rng.choices(TOPICS[topic], k=2 if rng.random() < 0.05 else 1)
+            words += span
+            tags += [f"B-{topic.upper()}"] + [f"I-{topic.upper()}"] * (len(span) - 1)
+        rows.append({"tokens": words, "ner_tags": tags})
+    return rows
+
+
+def test_tags_align_to_the_first_sub_token_and_words_cut_off_are_kept_for_scoring():
+    from transformers import AutoTokenizer
+
+    from adapters_kit.builtin.resolve import resolve_model
+    from adapters_kit.modalities import get_modality
+    from adapters_kit.tasks.token import IGNORE, TRUNCATED, align_labels
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm-l6")[0])  # a real WordPiece vocabulary
+    words = ["Tokenization", "of", "Kilimanjaro", "expeditions"]
+    enc = get_modality("text", TrainConfig(max_length=6)).encode(tok, [words])
+    ids = enc["word_ids"][0]
+    assert ids[0] == -1 and ids[1] == ids[2] == 0  # [CLS], then "Tokenization" in more than one piece
+    labels = align_labels(ids, [1, 0, 2, 3])
+    firsts = [labels[ids.index(w)] for w in sorted(set(ids) - {-1})]
+    assert firsts == [1, 0, 2][: len(firsts)]
+    assert all(labels[p] == IGNORE for p, w in enumerate(ids) if w < 0 or ids.index(w) != p)
+    kept = len(set(ids) - {-1})
+    assert labels[len(ids):] == [TRUNCATED - t for t in [1, 0, 2, 3][kept:]] and kept < 4
+
+
+@pytest.fixture(scope="module")
+def token_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tok")
+    files = {s: jsonl(root / f"{s}.jsonl", tagged_rows(n, seed)) for s, n, seed in
+             (("train", 160, 1), ("validation", 30, 2), ("test", 40, 3))}
+    out = root / "run"
+    argv = ["train", "--model", tiny_model_dir, "--data", ",".join(f"{s}={p}" for s, p in files.items()),
+            "--output", str(out), "--method", "full", "--epochs", "6", "--lr", "3e-3", "--batch-size", "8"]
+    assert main(argv) == 0
+    return out, files, json.loads((out / "metrics.json").read_text())
+
+
+def test_token_classification_scores_entities_as_seqeval_does(token_run):
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    out, files, metrics = token_run
+    clf = load(out)
+    test = [json.loads(line) for line in open(files["test"])]
+    truth, pred = [], []
+    for row, (spans, logits) in zip(test, clf._tagged([r["tokens"] for r in test])):
+        truth.append(row["ner_tags"])
+        pred.append([clf.labels[int(logits[w["token"]].argmax())] for w in spans])
+    m = metrics["test"]
+    kw = {"mode": "strict", "scheme": IOB2}
+    assert m["entity_f1"] == pytest.approx(f1_score(truth, pred, **kw), abs=1e-12)
+    assert m["entity_precision"] == pytest.approx(precision_score(truth, pred, **kw), abs=1e-12)
+    assert m["entity_recall"] == pytest.approx(recall_score(truth, pred, **kw), abs=1e-12)
+    assert m["entity_f1"] > 0.5  # topic words are learnable
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["task"] == "token-classification" and cfg["pooling"] == "tokens" and cfg["best_metric"] == "entity_f1"
+    assert "pipeline_tag: token-classification" in (out / "README.md").read_text()
+
+
+def test_token_predictions_name_entities_with_their_offsets(token_run):
+    out, _, _ = token_run
+    clf = load(out)
+    text = "the match goal today and the phone chip"
+    found = clf(text)[0]
+    assert found == clf([text])[0] == clf([text.split()])[0]  # a text, a batch of texts, a list of words
+    for entity in found:
+        assert text[entity["start"]:entity["end"]] == entity["word"]
+        assert entity["entity_group"] in {"SPORT", "TECH", "BUSINESS"} and 0 < entity["score"] <= 1
+
+
+def test_conll_files_train_and_tag_count_mismatches_are_one_line(tiny_model_dir, tmp_path, capsys):
+    rows = tagged_rows(60, 5)
+    text = "-DOCSTART- O\n\n" + "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["ner_tags"]))
+                                          for r in rows) + "\n"
+    (tmp_path / "train.conll").write_text(text)
+    from adapters_kit.data.files import load_file
+
+    ds = load_file(str(tmp_path / "train.conll"), "train")
+    assert ds["tokens"] == [r["tokens"] for r in rows] and ds["tags"] == [r["ner_tags"] for r in rows]
+    bad = [dict(r) for r in rows]
+    bad[4]["ner_tags"] = bad[4]["ner_tags"][:-1]
+    path = jsonl(tmp_path / "bad.jsonl", bad)
+    argv = ["train", "--model", tiny_model_dir, "--data", path, "--output", str(tmp_path / "o"), "--task",
+            "token-classification"]
+    assert_one_line_error(main, argv, f"row 5 has {len(rows[4]['tokens'])} words but "
+                                      f"{len(rows[4]['tokens']) - 1} tags in column 'ner_tags'", capsys, tmp_path)
+    good = ["train", "--model", tiny_model_dir, "--data", str(tmp_path / "train.conll"), "--output",
+            str(tmp_path / "o"), "--method", "lp-ft"]  # the task is detected: words beside tags
+    assert_one_line_error(main, good, "--method lp-ft works on one pooled vector per input; task "
+                                      "token-classification scores every token", capsys, tmp_path)

@@ -32,12 +32,13 @@ from datasets.utils import logging as datasets_logging
 
 from adapters_kit.builtin.catalog import DATASETS
 from adapters_kit.data import media
+from adapters_kit.data.conll import CONLL_FORMATS, read_conll
 from adapters_kit.errors import UserError
 
 SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation", "eval": "validation"}
 FILE_BUILDERS = {".csv": ("csv", {"sep": ","}), ".tsv": ("csv", {"sep": "\t"}), ".tab": ("csv", {"sep": "\t"}),
                  ".json": ("json", {}), ".jsonl": ("json", {}), ".parquet": ("parquet", {})}
-TEXT_FORMATS = (".csv", ".tsv", ".tab", ".json", ".jsonl")
+TEXT_FORMATS = (".csv", ".tsv", ".tab", ".json", ".jsonl", ".conll", ".conllu")
 """Extensions whose files are text, so must be UTF-8 (Parquet is binary and carries its own encoding)."""
 SCAN_CHUNK = 1 << 22
 """Bytes the UTF-8 check decodes at a time: the whole file is scanned once, never held in memory at once."""
@@ -143,8 +144,9 @@ def _check_path(path: str, split: str) -> str:
     if os.path.getsize(path) == 0:
         raise UserError(f"data file {path} is empty; give a file with a header row and data rows")
     ext = os.path.splitext(path)[1].lower()
-    if ext not in FILE_BUILDERS:
-        raise UserError(f"cannot read {path}: unknown extension {ext!r}; use one of {', '.join(FILE_BUILDERS)}")
+    if ext not in FILE_BUILDERS and ext not in CONLL_FORMATS:
+        known = ", ".join([*FILE_BUILDERS, *CONLL_FORMATS])
+        raise UserError(f"cannot read {path}: unknown extension {ext!r}; use one of {known}")
     return ext
 
 
@@ -163,6 +165,9 @@ def _parser_errors_unlogged() -> Iterator[None]:
 def load_file(path: str, split: str) -> Dataset:
     """One data file as a Dataset (CSV / TSV cells as strings), or a UserError naming what is wrong with it."""
     ext = _check_path(path, split)
+    if ext in CONLL_FORMATS:
+        check_utf8(path)
+        return read_conll(path, CONLL_FORMATS[ext])
     builder, kwargs = FILE_BUILDERS[ext]
     if ext in TEXT_FORMATS:
         check_utf8(path)
@@ -370,8 +375,10 @@ def find_input_columns(columns: list[str], text: str | None, pair: str | None, m
 def is_blank(value: Any) -> bool:
     """A missing input: None, NaN, a string of whitespace (nothing to tokenise, no path to open), or a sentence
     pair with either text missing."""
-    if isinstance(value, tuple):
+    if isinstance(value, tuple):  # a sentence pair
         return any(is_blank(v) for v in value)
+    if isinstance(value, list):  # the words of a sentence
+        return not value
     if isinstance(value, str):
         return not value.strip()
     return value is None or (isinstance(value, float) and math.isnan(value))

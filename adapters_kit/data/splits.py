@@ -61,13 +61,14 @@ from adapters_kit.tasks.labels import LabelMap as LabelMap  # moved to tasks.lab
 from adapters_kit.tasks.labels import listed as _listed
 from adapters_kit.tasks.labels import normalize_label as normalize_label
 from adapters_kit.tasks.labels import sort_label_names as sort_label_names
+from adapters_kit.tasks.token import TRUNCATED, align_labels
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 1234
 """Carved splits use this fixed seed, not the training seed, so a data set is always split the same way."""
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "y", "topic", "intent", "sentiment", "score",
-                 "rating")
+                 "rating", "ner_tags", "tags", "pos_tags", "upos", "chunk_tags")
 MAX_DROPPED_SHARE = 0.1
 """A split losing more than this share of its rows to missing inputs / labels or to labels the training split (or
 the saved run) never had is an error, not a quiet drop: that much usually means a wrong column, a wrong file or
@@ -122,14 +123,14 @@ def _read_split(ds: Dataset, columns: tuple[str, str | None, str], task: type, c
     if lacking:
         raise UserError(f"{where} lacks column {lacking[0]!r}; columns are: {', '.join(ds.column_names)}")
     for col in (in_col, pair_col):
-        if col is not None:
+        if col is not None and not task.word_inputs:
             check_one_per_row(ds, col, input_what(modality), where)
     inputs = ds[in_col]
     if pair_col is not None:
         inputs = list(zip(inputs, ds[pair_col]))
     elif modality.reads_files:
         inputs = absolute_paths(inputs, base)
-    return inputs, task.read(_label_cells(ds, lab_col)[0], lab_col, where, cfg)
+    return inputs, task.read(_label_cells(ds, lab_col)[0], lab_col, where, cfg, inputs)
 
 
 # --------------------------------------------------------------------------------------------- cleaning
@@ -250,7 +251,9 @@ def _dedupe(frames: dict[str, pd.DataFrame], files: bool = False) -> dict[str, i
     for split in [s for s in ("test", "validation") if s in frames] + [s for s in frames if s not in
                                                                           ("test", "validation")]:
         df = frames[split]
-        key = df["input"].map(_content_hash) if files else df["input"]
+        # lists of words become tuples, which hash
+        key = df["input"].map(_content_hash) if files else df["input"].map(lambda v: tuple(v) if isinstance(
+            v, list) else v)
         keep = ~key.duplicated() & ~key.isin(seen)
         dropped[split] = int((~keep).sum())
         frames[split] = df[keep]
@@ -296,7 +299,8 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
     lab_col = find_column(columns, cfg.label_column, LABEL_COLUMNS, "label", "--label-column",
                           exclude=(in_col, pair_col))
     # A saved run's task is in its config (older runs: classification); a new run's is named or detected.
-    name = cfg.task or (DEFAULT_TASK if labels is not None else detect_task(_label_cells(raw["train"], lab_col)[0]))
+    name = cfg.task or (DEFAULT_TASK if labels is not None else
+                        detect_task(_label_cells(raw["train"], lab_col)[0], raw["train"][in_col]))
     files, bases = source_files(cfg.data, lone), base_dirs(cfg.data, lone)
     read = {s: _read_split(ds, (in_col, pair_col, lab_col), task_class(name), cfg, modality,
                            f"data file {files[s]}" if s in files else f"split {s!r} of {cfg.data}",
@@ -333,7 +337,21 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
 def prepare(datasets: DatasetDict | Dataset, modality: Any, processor: Any,
             train: bool = False) -> DatasetDict | Dataset:
     """The modality's preprocessing of one split or of all splits (``train`` split augmented, if the modality
-    does); keeps ``label`` (and any other column), replaces the raw input by model inputs."""
+    does); keeps ``label`` (and any other column), replaces the raw input by model inputs. Sentences given as
+    words get their tags aligned to the sub-tokens (:func:`adapters_kit.tasks.token.align_labels`)."""
     if isinstance(datasets, Dataset):
-        return modality.prepare(datasets, processor, "train" if train else "data", train)
-    return DatasetDict({s: modality.prepare(ds, processor, s, s == "train") for s, ds in datasets.items()})
+        return _align(modality.prepare(datasets, processor, "train" if train else "data", train), "data")
+    return DatasetDict({s: _align(modality.prepare(ds, processor, s, s == "train"), s) for s, ds in datasets.items()})
+
+
+def _align(ds: Dataset, split: str) -> Dataset:
+    if "word_ids" not in ds.column_names:
+        return ds
+    if "label" in ds.column_names:
+        ds = ds.map(lambda b: {"label": [align_labels(w, t) for w, t in zip(b["word_ids"], b["label"])]},
+                    batched=True, desc=f"align tags {split}")
+        cut = sum(sum(1 for t in row if t <= TRUNCATED) for row in ds["label"])
+        if cut:
+            log.warning("%s: %d word(s) lie beyond max_length and get no prediction; they are scored as missed "
+                        "(raise --max-length to keep them)", split, cut)
+    return ds.remove_columns("word_ids")

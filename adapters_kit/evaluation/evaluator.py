@@ -42,6 +42,15 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: Sequenc
     return {"n": int(len(y_true)), **counts_metrics(cm, names)}
 
 
+def _same_length(accelerator, outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token outputs and labels padded to the longest batch of any process (processes' batches differ in
+    length), so they can be gathered; padded label positions are -100, which no metric reads."""
+    if outputs.dim() < 3 or accelerator.num_processes == 1:
+        return outputs, labels
+    return accelerator.pad_across_processes(outputs, dim=1), accelerator.pad_across_processes(labels, dim=1,
+                                                                                             pad_index=-100)
+
+
 def _speed(batch_ms: list[float], batch_sizes: list[int]) -> dict[str, float | None]:
     skip = min(WARMUP_BATCHES, max(len(batch_ms) - 1, 0))
     ms, sizes = batch_ms[skip:], batch_sizes[skip:]
@@ -101,7 +110,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, task: Any, errors: int
             torch.cuda.synchronize()
         batch_ms.append((time.perf_counter() - start) * 1000)
         batch_sizes.append(len(labels))
-        gathered = accelerator.gather_for_metrics((logits.float(), labels) + ((index,) if index is not None else ()))
+        logits, labels = _same_length(accelerator, logits.float(), labels)
+        gathered = accelerator.gather_for_metrics((logits, labels) + ((index,) if index is not None else ()))
         logits_np, labels_np = gathered[0].cpu().numpy(), gathered[1].cpu().numpy()
         acc.update(logits_np, labels_np)
         if errors and index is not None:
@@ -127,7 +137,7 @@ def collect_outputs(model: torch.nn.Module, loader, accelerator) -> tuple[np.nda
     for batch in loader:
         labels = batch.pop("labels")
         batch.pop("index", None)
-        gathered = accelerator.gather_for_metrics((model(**batch).float(), labels))
+        gathered = accelerator.gather_for_metrics(_same_length(accelerator, model(**batch).float(), labels))
         outputs.append(gathered[0].cpu().numpy())
         targets.append(gathered[1].cpu().numpy())
     return np.concatenate(outputs), np.concatenate(targets)

@@ -111,6 +111,7 @@ class Dann(Wrapping):
     """Domain-adversarial training of the adapter on unlabelled target-domain inputs."""
 
     name = "dann"
+    pooled = True
     card_text = "domain-adversarial training (DANN) of the adapter on unlabelled target-domain data"
     knobs = ("adapter", "target_data", "compare_source_only")
     needs = (("target_data", "unlabelled target-domain inputs"),)
@@ -134,6 +135,7 @@ class JointTraining(Wrapping):
     """The target task trained together with a labelled source task on the shared backbone."""
 
     name = "joint"
+    pooled = True
     card_text = "joint training with a source task (L = L_S + lambda * L_T)"
     knobs = ("adapter", "source_data", "joint_lambda")
     needs = (("source_data", "the labelled source task"),)

@@ -18,6 +18,7 @@ from adapters_kit.methods.recipe import METHODS, FeatureProbe, Recipe, Supervise
 @METHODS.register("lp-ft")
 class LpFt(Recipe):
     name = "lp-ft"
+    pooled = True
     knobs = ("lp_ft_stage", "probe_epochs")
 
     def adapter(self, cfg):

@@ -81,6 +81,9 @@ class Recipe:
     """Config fields the recipe reads beyond its adapter's (shown on the model card)."""
     wraps: bool = False
     """True when ``--adapter`` chooses the strategy it trains."""
+    pooled: bool = False
+    """True when the method works on one pooled vector per input (cached features, extra heads on them), so it
+    cannot serve a task that scores every token."""
 
     def adapter(self, cfg) -> Adapter:
         return build_adapter(cfg.adapter if self.wraps else cfg.method)

@@ -46,6 +46,12 @@ def last_pool(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+@POOLERS.register("tokens")
+def token_states(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """No pooling: every token's state goes to the head (token classification scores each token)."""
+    return hidden
+
+
 @HEADS.register("linear")
 def linear_head(in_features: int, num_labels: int, dropout: float = 0.1) -> nn.Module:
     """Dropout + one linear layer: the classic probe."""

@@ -55,14 +55,22 @@ class Task(Protocol):
     detect_order: int
     """Detection asks the tasks in this order whether they claim a label column (the first that does wins)."""
 
-    @classmethod
-    def claims(cls, values: list) -> bool:
-        """Whether the training split's raw label cells look like this task's labels (task detection)."""
+    word_inputs: bool
+    """Inputs are lists of words (each gets its own prediction), not one text, path or pair each."""
+    pooling: str | None
+    """The pooling the head needs (token classification: none, each token state is scored), or None: the
+    modality's or ``--pooling``."""
 
     @classmethod
-    def read(cls, values: list, column: str, where: str, cfg: TrainConfig) -> list:
+    def claims(cls, values: list, inputs: list | None = None) -> bool:
+        """Whether the training split's raw label cells (beside its inputs) look like this task's labels (task
+        detection)."""
+
+    @classmethod
+    def read(cls, values: list, column: str, where: str, cfg: TrainConfig, inputs: list | None = None) -> list:
         """A split's raw label cells (a ClassLabel's ids already decoded to names) -> the task's label values
-        (``None``: missing); a UserError names the first cell that cannot be a label of this task."""
+        (``None``: missing), given the split's inputs; a UserError names the first cell that cannot be a label of
+        this task."""
 
     @classmethod
     def fit(cls, values: list, order: Sequence[str] | None, column: str) -> LabelMap:
@@ -112,7 +120,7 @@ def task_class(name: str) -> type:
     return TASKS.get(name)
 
 
-def detect_task(values: list) -> str:
+def detect_task(values: list, inputs: list | None = None) -> str:
     """The first registered task (in ``detect_order``) that claims these raw training label cells."""
     ranked = sorted(TASKS.names(), key=lambda n: TASKS.get(n).detect_order)
-    return next(n for n in ranked if TASKS.get(n).claims(values))
+    return next(n for n in ranked if TASKS.get(n).claims(values, inputs))

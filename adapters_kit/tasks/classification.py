@@ -34,6 +34,8 @@ class Classification:
     lower_is_better = ("log_loss", "ece")
     detect_order = 99  # the fallback: any column of single values
     outputs_word = "classes"
+    pooling = None
+    word_inputs = False
     closed_form = True
     problem_type = "single_label_classification"
     card_columns = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "log_loss", "ece")
@@ -43,7 +45,7 @@ class Classification:
                 "or belonging to none of the labels, are still forced into one of them, often with high confidence.")
 
     @classmethod
-    def claims(cls, values: list) -> bool:
+    def claims(cls, values: list, inputs: list | None = None) -> bool:
         return True
 
     def __init__(self, labels: LabelMap, cfg: TrainConfig):
@@ -52,7 +54,8 @@ class Classification:
 
     # Labels ---------------------------------------------------------------------------------------------------
     @classmethod
-    def read(cls, values: list, column: str, where: str, cfg: TrainConfig) -> list[str | None]:
+    def read(cls, values: list, column: str, where: str, cfg: TrainConfig,
+             inputs: list | None = None) -> list[str | None]:
         row = first_list(values)
         if row is not None:
             raise UserError(f"{where}: column {column!r} holds a list or record (row {row + 1}: "

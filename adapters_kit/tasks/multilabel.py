@@ -52,6 +52,8 @@ class MultiLabel:
     lower_is_better = ("hamming_loss",)
     detect_order = 0
     outputs_word = "labels"
+    pooling = None
+    word_inputs = False
     closed_form = False
     problem_type = "multi_label_classification"
     card_columns = ("f1_micro", "f1_macro", "f1_samples", "precision_micro", "recall_micro", "subset_accuracy",
@@ -63,7 +65,7 @@ class MultiLabel:
                 "still get labels, often with high confidence.")
 
     @classmethod
-    def claims(cls, values: list) -> bool:
+    def claims(cls, values: list, inputs: list | None = None) -> bool:
         """A column of lists (JSON, Parquet, a ``Sequence`` feature); text to split needs ``--task`` named."""
         return any(isinstance(v, (list, tuple, np.ndarray)) for v in values)
 
@@ -75,7 +77,8 @@ class MultiLabel:
         self.pos_weight = torch.tensor(weight, dtype=torch.float32) if weight else None
 
     @classmethod
-    def read(cls, values: list, column: str, where: str, cfg: TrainConfig) -> list[tuple[str, ...] | None]:
+    def read(cls, values: list, column: str, where: str, cfg: TrainConfig,
+             inputs: list | None = None) -> list[tuple[str, ...] | None]:
         return [_split(v, cfg.label_separator, where, column, i) for i, v in enumerate(values)]
 
     @classmethod

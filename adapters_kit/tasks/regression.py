@@ -57,6 +57,8 @@ class Regression:
     lower_is_better = ("mse", "rmse", "mae")
     detect_order = 1
     outputs_word = "target(s)"
+    pooling = None
+    word_inputs = False
     closed_form = False
     problem_type = "regression"
     card_columns = ("mse", "rmse", "mae", "r2", "pearson", "spearman")
@@ -67,7 +69,7 @@ class Regression:
                 "or length still get a score, which may be far off.")
 
     @classmethod
-    def claims(cls, values: list) -> bool:
+    def claims(cls, values: list, inputs: list | None = None) -> bool:
         """Numbers that are not all integers, with more distinct values than classes could have (integer codes
         and a few distinct scores stay classes; ``--task regression`` says otherwise)."""
         try:
@@ -84,7 +86,8 @@ class Regression:
         self.scale = _Scaled(self.mean, self.std)
 
     @classmethod
-    def read(cls, values: list, column: str, where: str, cfg: TrainConfig) -> list[float | None]:
+    def read(cls, values: list, column: str, where: str, cfg: TrainConfig,
+             inputs: list | None = None) -> list[float | None]:
         row = first_list(values)
         if row is not None:
             raise UserError(f"{where}: column {column!r} holds a list (row {row + 1}: {str(values[row])[:40]}); "

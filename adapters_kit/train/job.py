@@ -45,6 +45,10 @@ def check_task(cfg: TrainConfig, task: Any, recipe: Any) -> None:
     if cfg.thresholds == "tuned" and not hasattr(task, "tuned"):
         raise UserError(f"invalid config: --thresholds tuned sets multi-label decision thresholds; this run's task "
                         f"is {task.name}")
+    if recipe.pooled and task.pooling is not None:
+        raise UserError(f"invalid config: --method {cfg.method} works on one pooled vector per input; task "
+                        f"{task.name} scores every token: choose another method (the probe, a PEFT adapter, "
+                        f"unfreeze-top-k, full)")
     if cfg.probe_solver == "lbfgs" and not task.closed_form:
         raise UserError(f"invalid config: --probe-solver lbfgs solves a logistic regression, which does not fit "
                         f"task {task.name}; use --probe-solver adamw")
@@ -64,7 +68,12 @@ class Job:
             self.splits: Splits = load_splits(cfg, self.modality)
         self.processor, cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
         self.task = get_task(self.splits.task, self.splits.labels, cfg)
-        self.cfg = cfg.replace(task=self.splits.task, best_metric=cfg.best_metric or self.task.best_metric)
+        # The settings the data decided are recorded: the task, its selection metric, a detected pair column, and
+        # the pooling and caching a task that scores every token needs.
+        self.cfg = cfg.replace(task=self.splits.task, best_metric=cfg.best_metric or self.task.best_metric,
+                               text_pair_column=self.splits.pair_column, pooling=self.task.pooling or cfg.pooling,
+                               cache_features=cfg.cache_features and self.task.pooling is None)
+        self.modality.cfg = self.cfg
         check_task(self.cfg, self.task, self.recipe)
         self.collate = self.modality.collator(self.processor)
         missing = [s for s in self.cfg.split_list() if s not in self.splits.datasets]
