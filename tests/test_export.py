@@ -29,14 +29,14 @@ def test_merged_loads_with_transformers_and_matches(lora_run, tmp_path):
     _, trainer, _, run = lora_run
     out = tmp_path / "merged"
     report = export_run(run, "merged", out)
-    assert {"config.json", "model.safetensors", "modeling_adapters_kit.py", "labels.json",
-            "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "modeling_adapters_kit.py", "configuration_adapters_kit.py",
+            "labels.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
     ref = load(run)
     model = load_merged(out)
     assert type(model).__name__ == "AdaptersKitClassifier"
     assert model.config.id2label == {0: "business", 1: "sport", 2: "tech"}
-    batch = AutoTokenizer.from_pretrained(str(out))(TEXTS, padding=True, return_tensors="pt")
+    batch = AutoTokenizer.from_pretrained(str(out), trust_remote_code=True)(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(**batch).logits
     torch.testing.assert_close(logits, ref.logits(TEXTS), atol=1e-4, rtol=0)
@@ -53,7 +53,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 out, texts = sys.argv[1], json.loads(sys.argv[2])
 model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
-batch = AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
+batch = AutoTokenizer.from_pretrained(out, trust_remote_code=True)(texts, padding=True, return_tensors="pt")
 with torch.no_grad():
     logits = model(**batch).logits.tolist()
 labels = [r["label"] for r in pipeline("text-classification", model=out, trust_remote_code=True)(texts)]
@@ -73,7 +73,7 @@ def test_merged_needs_no_peft(lora_run, tmp_path):
     export_run(run, "merged", out)
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
     proc = subprocess.run([sys.executable, "-c", NO_PEFT, str(out), json.dumps(TEXTS)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=300)
+                          text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert result["peft_blocked"] and not result["adapters_kit_loaded"]

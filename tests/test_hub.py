@@ -133,6 +133,9 @@ def test_offline_hub_id_not_cached_is_one_line_error(tmp_path, monkeypatch, caps
 
 
 def test_push_while_offline_or_unreachable_is_one_line(run_copy, capsys):
+    old_style = {**json.loads((run_copy / "adapter_config.json").read_text()), "task_type": None}
+    (run_copy / "adapter_config.json").write_text(json.dumps(old_style))  # as saved before task_type was set
+    before = {n: (run_copy / n).read_bytes() for n in ("README.md", "adapter_config.json")}
     # the test process runs with HF_HUB_OFFLINE=1 (conftest): huggingface_hub refuses to connect
     assert main(["push", str(run_copy), "--repo-id", "user/name"]) == 2
     err = capsys.readouterr().err
@@ -143,3 +146,5 @@ def test_push_while_offline_or_unreachable_is_one_line(run_copy, capsys):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("adapters-kit: error: push to user/name failed: ")
+    # the files a push rewrites for the Hub change locally only after an upload went through
+    assert {n: (run_copy / n).read_bytes() for n in before} == before

@@ -92,6 +92,14 @@ def test_multilabel_loss_is_bce_with_the_positive_weights_when_asked():
 
 
 # ----------------------------------------------------------------------------------------------- multi-label
+def test_multilabel_head_starts_at_the_label_frequencies():
+    labels = get_task("multi-label", LabelMap(("a", "b"))).fit([("a",), ("a", "b"), (), ("a",)], None, "labels")
+    assert labels.params["prior"] == [0.75, 0.25]
+    head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(4, 2))
+    get_task("multi-label", labels).init_head(head)
+    assert torch.sigmoid(head[1].bias).tolist() == pytest.approx([0.75, 0.25], abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def multilabel_run(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ml")
@@ -276,7 +284,8 @@ def test_regression_exports_answer_on_the_targets_scale(regression_run, tmp_path
     assert main(["export", str(out), "--to", "merged", "--output", str(tmp_path / "merged")]) == 0
     merged = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "merged"), trust_remote_code=True)
     assert merged.config.problem_type == "regression"
-    batch = AutoTokenizer.from_pretrained(str(tmp_path / "merged"))(texts, padding=True, return_tensors="pt")
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "merged"), trust_remote_code=True)
+    batch = tok(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
         np.testing.assert_allclose(merged(**batch).logits[:, 0].numpy(), expected, atol=1e-4)
     assert main(["export", str(out), "--to", "onnx", "--output", str(tmp_path / "onnx")]) == 0
@@ -405,6 +414,7 @@ def test_token_classification_scores_entities_as_seqeval_does(token_run):
     cfg = json.loads((out / "train_config.json").read_text())
     assert cfg["task"] == "token-classification" and cfg["pooling"] == "tokens" and cfg["best_metric"] == "entity_f1"
     assert "pipeline_tag: token-classification" in (out / "README.md").read_text()
+    assert (out / "per_type.png").stat().st_size > 0
 
 
 def test_token_predictions_name_entities_with_their_offsets(token_run):
@@ -438,3 +448,10 @@ def test_conll_files_train_and_tag_count_mismatches_are_one_line(tiny_model_dir,
             str(tmp_path / "o"), "--method", "lp-ft"]  # the task is detected: words beside tags
     assert_one_line_error(main, good, "--method lp-ft works on one pooled vector per input; task "
                                       "token-classification scores every token", capsys, tmp_path)
+
+
+def test_a_token_run_export_is_refused_in_one_line(token_run, tmp_path, capsys):
+    out, _, _ = token_run
+    assert_one_line_error(main, ["export", str(out), "--to", "onnx", "--output", str(tmp_path / "x")],
+                          "run, which tags every word; export serves runs that predict one output per input",
+                          capsys, tmp_path)

@@ -90,7 +90,7 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     with atomic_dir(directory) as tmp:
         get_recipe(cfg.method).adapter(cfg).save(model.backbone, str(tmp), backbone_state)
-        _name_hub_base(tmp, cfg.model)
+        complete_adapter_config(tmp, cfg.model)
         save_file({k: v.detach().cpu().contiguous() for k, v in head_state.items()}, str(tmp / "head.safetensors"))
         processor.save_pretrained(str(tmp))
         save_config(cfg, tmp / RUN_MARKER)
@@ -114,12 +114,26 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
     return Path(directory)
 
 
-def _name_hub_base(folder: Path, model: str) -> None:
-    """A backbone given as a Hub id trains from its cached snapshot folder; PEFT's ``adapter_config.json`` names
-    the id instead (what ``AutoPeftModel`` and the Hub resolve on any machine), not this machine's cache path."""
+def complete_adapter_config(folder: Path, model: str) -> None:
+    """Complete PEFT's ``adapter_config.json`` (if the run has one) for PEFT's own loaders on other machines.
+
+    A backbone given as a Hub id trains from its cached snapshot folder; the file names the id instead (what
+    ``AutoPeftModel`` and the Hub resolve on any machine), not this machine's cache path. (``share.hub`` calls this
+    again at push time with the Hub id a built-in is a copy of.) ``task_type`` is ``FEATURE_EXTRACTION``: the
+    adapter sits on a bare backbone and the run's pooling and head are not PEFT's, so
+    ``AutoPeftModelForFeatureExtraction`` rebuilds the adapted backbone exactly, while ``AutoPeftModel`` and
+    ``AutoPeftModelForSequenceClassification`` refuse with PEFT's task-type error. ``SEQ_CLS`` would make PEFT and
+    the Hub's snippet build the stock classification class with a random head; None (PEFT's default) lets
+    ``AutoPeftModelForSequenceClassification`` wrap the bare backbone without complaint.
+    """
     path = folder / "adapter_config.json"
-    if is_hub_id(model) and path.is_file():
-        write_json(path, {**read_json(path, dict), "base_model_name_or_path": model})
+    if not path.is_file():
+        return
+    # auto_mapping only serves task_type None (PEFT writes it for no other task type)
+    config = {**read_json(path, dict), "task_type": "FEATURE_EXTRACTION", "auto_mapping": None}
+    if is_hub_id(model):
+        config["base_model_name_or_path"] = model
+    write_json(path, config)
 
 
 def check_gathered(state: dict[str, Any]) -> None:

@@ -113,15 +113,17 @@ def reliability_png(rel: dict[str, list], path: str | Path, title: str = "") -> 
 
 
 def per_label_png(per_label: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Horizontal bars of each label's F1 and average precision, labels by support (most frequent on top)."""
+    """Horizontal bars of each label's (entity type's, tag's) F1 and average precision (or, where the scores have
+    none, precision), labels by support (most frequent on top)."""
     rows = sorted(per_label.items(), key=lambda kv: (-(kv[1].get("support") or 0), kv[0]))
+    second = "average_precision" if any("average_precision" in r for _, r in rows) else "precision"
     names = [f"{n} ({r.get('support', 0)})" for n, r in rows]
     f1 = [r.get("f1") or 0.0 for _, r in rows]
-    ap = [r.get("average_precision") or 0.0 for _, r in rows]
+    other = [r.get(second) or 0.0 for _, r in rows]
     y = np.arange(len(rows))
     fig, ax = _pyplot().subplots(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
     ax.barh(y - 0.2, f1, height=0.4, label="F1")
-    ax.barh(y + 0.2, ap, height=0.4, label="average precision")
+    ax.barh(y + 0.2, other, height=0.4, label=second.replace("_", " "))
     ax.set_yticks(y, labels=names)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)

@@ -17,7 +17,8 @@ from adapters_kit.runs.atomic import atomic_file
 from adapters_kit.runs.checkpoint import read_json
 from adapters_kit.runs.plots import confusion_matrix_png, curves_png, per_label_png, regression_png, reliability_png
 
-TABLE_KEYS = ("n", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "f1_samples", "precision_macro",
+TABLE_KEYS = ("n", "accuracy", "entity_f1", "entity_precision", "entity_recall", "entity_f1_macro", "token_accuracy",
+              "f1_macro", "f1_micro", "f1_weighted", "f1_samples", "precision_macro",
               "recall_macro", "precision_micro", "recall_micro", "subset_accuracy", "hamming_loss", "map",
               "top_k_accuracy", "roc_auc", "log_loss", "ece", "mse", "rmse", "mae", "r2", "pearson", "spearman",
               "examples_per_second", "latency_ms_p50", "latency_ms_p95")
@@ -88,9 +89,9 @@ def write_report(run_dir: str | Path) -> list[Path]:
     if "reliability" in metrics.get(split, {}):
         written.append(reliability_png(metrics[split]["reliability"], d / "reliability.png",
                                        title=f"reliability diagram ({split}, ECE {metrics[split]['ece']:.4f})"))
-    if "per_label" in metrics.get(split, {}):
-        written.append(per_label_png(metrics[split]["per_label"], d / "per_label.png",
-                                     title=f"per-label F1 and average precision ({split})"))
+    for key, what in (("per_label", "label"), ("per_type", "entity type"), ("per_tag", "tag")):
+        if key in metrics.get(split, {}):
+            written.append(per_label_png(metrics[split][key], d / f"{key}.png", title=f"per-{what} scores ({split})"))
     if "plot" in metrics.get(split, {}):
         written.append(regression_png(metrics[split]["plot"], d / "regression.png", names[0],
                                       title=f"{split}: r2 {metrics[split].get('r2') or 0:.3f}, "

@@ -1,9 +1,9 @@
 """Deployable artefacts of a run, each verified against the run it came from.
 
 - ``merged``: adapter weights merged into the backbone (PEFT ``merge_and_unload``), saved as a transformers
-  checkpoint whose ``auto_map`` names a small modeling file (``remote_code/modeling_adapters_kit.py``) carrying the
-  pooling and head, so ``AutoModelFor...Classification`` / ``pipeline`` load it with ``trust_remote_code=True`` and
-  no peft.
+  checkpoint of its own ``model_type`` whose ``auto_map`` names two small files (``remote_code/``: the configuration,
+  and the model carrying the pooling and head), so ``AutoModelFor...Classification`` / ``pipeline`` load it with
+  ``trust_remote_code=True`` and no peft, and refuse it without (never a stock class with a random head).
 - ``onnx``: the merged model through the TorchScript-based ``torch.onnx.export`` (dynamic batch and sequence axes),
   checked with onnxruntime against PyTorch on two batch shapes.
 - ``int8``: dynamic int8 quantisation of every ``nn.Linear`` for CPU; int8 weights + scales in safetensors.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +28,10 @@ from adapters_kit.model.modeling import AdapterClassifier, feature_dim
 from adapters_kit.runs.atomic import atomic_dir, write_json
 from adapters_kit.runs.checkpoint import LoadedRun, load_run
 from adapters_kit.runs.output import EXPORT, claim, input_paths
+from adapters_kit.share.measure import measure, split_batches
 
-REMOTE_CODE = Path(__file__).with_name("remote_code") / "modeling_adapters_kit.py"
+REMOTE_CODE = Path(__file__).with_name("remote_code")
+MODEL_CODE, CONFIG_CODE = REMOTE_CODE / "modeling_adapters_kit.py", REMOTE_CODE / "configuration_adapters_kit.py"
 AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "image": "AutoModelForImageClassification",
                 "audio": "AutoModelForAudioClassification"}
 SAMPLE_TEXTS = ["Shares rose sharply.", "The team won the match after a late goal in the second half of extra time.",
@@ -66,19 +67,30 @@ def run_outputs(run: LoadedRun) -> Callable[[dict[str, torch.Tensor]], torch.Ten
     return lambda batch: task.exported(run.model(**batch))
 
 
-def _merged_config(run: LoadedRun, model: AdapterClassifier):
-    """The backbone's config plus labels, pooling, head and the ``auto_map`` entry of the run's modality."""
-    config = copy.deepcopy(model.backbone.config)
-    modality = run.info.get("modality", "text")
-    config.architectures = ["AdaptersKitClassifier"]
-    config.auto_map = {AUTO_CLASSES.get(modality, AUTO_CLASSES["text"]): "modeling_adapters_kit.AdaptersKitClassifier"}
-    config.id2label = dict(enumerate(run.labels.names))
-    config.label2id = {n: i for i, n in enumerate(run.labels.names)}
-    config.problem_type = run.task().problem_type
-    config.adapters_kit_pooling = model.pooling
-    config.adapters_kit_head = run.cfg.head
-    config.adapters_kit_feature_dim = feature_dim(model.backbone)
-    return config
+def save_config(run: LoadedRun, model: AdapterClassifier, out: Path, with_model: bool = True) -> None:
+    """``config.json`` (an ``AdaptersKitConfig``: backbone config, labels, problem type, pooling, head) and the code
+    its ``auto_map`` names: the config class, and (``with_model``) the model under the modality's auto class. Its own
+    ``model_type`` keeps transformers from loading a stock class with a random head without ``trust_remote_code``."""
+    from adapters_kit.share.remote_code.configuration_adapters_kit import AdaptersKitConfig
+
+    auto_map = {"AutoConfig": f"{CONFIG_CODE.stem}.AdaptersKitConfig"}
+    if with_model:
+        auto_class = AUTO_CLASSES.get(run.info.get("modality", "text"), AUTO_CLASSES["text"])
+        auto_map[auto_class] = f"{MODEL_CODE.stem}.AdaptersKitClassifier"
+    names = run.labels.names
+    # the backbone's settings as its own config.json holds them (to_dict would add the path it was loaded from)
+    AdaptersKitConfig(
+        backbone_config=model.backbone.config.to_diff_dict(), adapters_kit_pooling=model.pooling,
+        adapters_kit_head=run.cfg.head, adapters_kit_feature_dim=feature_dim(model.backbone),
+        architectures=["AdaptersKitClassifier"], auto_map=auto_map, id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)}, problem_type=run.task().problem_type).save_pretrained(str(out))
+    for code in (CONFIG_CODE, MODEL_CODE) if with_model else (CONFIG_CODE,):
+        shutil.copy(code, out / code.name)
+
+
+def model_auto_class(config: Any) -> str:
+    """The ``AutoModelFor...`` entry of an exported config's ``auto_map`` (the other entry is ``AutoConfig``)."""
+    return next(k for k in config.auto_map if k != "AutoConfig")
 
 
 def _write_side_files(run: LoadedRun, out: Path) -> None:
@@ -88,14 +100,12 @@ def _write_side_files(run: LoadedRun, out: Path) -> None:
 
 
 def save_merged(run: LoadedRun, model: AdapterClassifier, out: Path) -> None:
-    """config.json (+ auto_map) + model.safetensors + modeling file + preprocessor + labels.json."""
-    config = _merged_config(run, model)
+    """config.json (own model_type + auto_map) + model.safetensors + code files + preprocessor + labels.json."""
     state = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
     state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
-    config.save_pretrained(str(out))
+    save_config(run, model, out)
     save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
-    shutil.copy(REMOTE_CODE, out / REMOTE_CODE.name)
     _write_side_files(run, out)
 
 
@@ -104,8 +114,8 @@ def load_merged(directory: str | Path):
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(str(directory), trust_remote_code=True)
-    auto = next(iter(config.auto_map))
-    return getattr(transformers, auto).from_pretrained(str(directory), trust_remote_code=True).eval()
+    auto = getattr(transformers, model_auto_class(config))
+    return auto.from_pretrained(str(directory), trust_remote_code=True).eval()
 
 
 class _LogitsOnly(nn.Module):
@@ -187,7 +197,7 @@ def save_onnx(run: LoadedRun, model: AdapterClassifier, out: Path) -> float:
                                          "batch_shapes": [list(b[names[0]].shape) for b in batches],
                                          "inputs": names})
     _write_side_files(run, out)
-    _merged_config(run, model).save_pretrained(str(out))  # labels and settings, for reference
+    save_config(run, model, out, with_model=False)  # labels and settings, for reference (no torch model here)
     return diff
 
 
@@ -220,8 +230,7 @@ def save_int8(run: LoadedRun, model: AdapterClassifier, out: Path) -> nn.Module:
         if not any(key.startswith(name + ".") for name in linears):
             state[key] = value.detach().contiguous()
     save_file(state, str(out / INT8_WEIGHTS), metadata={"format": "adapters_kit-int8-dynamic"})
-    _merged_config(run, model).save_pretrained(str(out))
-    shutil.copy(REMOTE_CODE, out / REMOTE_CODE.name)
+    save_config(run, model, out)
     _write_side_files(run, out)
     return qmodel
 
@@ -234,7 +243,7 @@ def load_int8(directory: str | Path) -> nn.Module:
     directory = Path(directory)
     config = transformers.AutoConfig.from_pretrained(str(directory), trust_remote_code=True)
     cls = transformers.dynamic_module_utils.get_class_from_dynamic_module(
-        config.auto_map[next(iter(config.auto_map))], str(directory))
+        config.auto_map[model_auto_class(config)], str(directory))
     state = load_file(str(directory / INT8_WEIGHTS))
     int8 = {k: state.pop(k) for k in [k for k in state if k.endswith((".weight_int8", ".weight_scale",
                                                                       ".weight_zero_point"))]}
@@ -277,6 +286,9 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
     out = Path(output)
     claim(out, EXPORT, inputs=input_paths(str(run_dir), data))
     run = load_run(run_dir)
+    if run.task().word_inputs:
+        raise UserError(f"{run_dir} is a {run.task().name} run, which tags every word; export serves runs that "
+                        f"predict one output per input, so use load() for it (its export is not built yet)")
     # read before anything is written: data or a split that cannot be read is refused with no folder left behind
     batches = measure_batches(run, data, split, max_samples)
     model = merged_classifier(run)
@@ -335,66 +347,9 @@ def onnx_predictor(path: Path) -> Callable:
     return predict
 
 
-def split_batches(run: LoadedRun, data: str, split: str, max_samples: int | None,
-                  batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
-    """The evaluation batches of ``split`` of ``data`` (columns and labels as the run was trained): its first
-    ``max_samples`` examples."""
-    from adapters_kit.data.splits import load_splits, make_loader, prepare
-
-    cfg = run.data_config(data)
-    ds = load_splits(cfg, run.modality, labels=run.labels).split(split, data)
-    if max_samples:
-        ds = ds.select(range(min(max_samples, len(ds))))
-    loader = make_loader(prepare(ds, run.modality, run.processor),
-                         run.modality.collator(run.processor), batch_size, shuffle=False)
-    return list(loader)
-
-
 def measure_batches(run: LoadedRun, data: str | None, split: str,
                     max_samples: int | None) -> list[dict[str, torch.Tensor]]:
     """What :func:`measure` times: ``data``'s ``split`` (with labels), or the built-in sample texts (speed only)."""
     if data:
         return split_batches(run, data, split, max_samples)
     return [b for b in _sample_batches(run) for _ in range(8)]
-
-
-def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str, task: Any) -> list[str]:
-    """Fill each row's ``examples_per_second`` and ``score`` (the task's headline metric, ``metric``, when the
-    batches carry labels) over ``batches`` (read from ``where``); returns lines comparing each artefact's
-    predictions with the first row's (the run's)."""
-    labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
-    seconds, outs = [0.0] * len(rows), [[] for _ in rows]
-    with torch.inference_mode():
-        for row in rows:
-            row["predict"](batches[0])  # warm-up
-        # Artefacts take turns batch by batch, so a machine whose load changes (shared cores) slows all alike.
-        for batch in batches:
-            for i, row in enumerate(rows):
-                start = time.perf_counter()
-                outs[i].append(row["predict"](batch).float())
-                seconds[i] += time.perf_counter() - start
-    outputs = [torch.cat(o) for o in outs]
-    metric = task.card_columns[0]
-    for row, out, elapsed in zip(rows, outputs, seconds):
-        row["examples_per_second"] = len(out) / max(elapsed, 1e-9)
-        row["metric"], row["score"] = metric, None
-        if labels:
-            scores = task.metrics(exported=True)
-            scores.update(out.numpy(), torch.cat(labels).numpy())
-            row["score"] = scores.compute()[metric]
-    lines = []
-    for row, out in zip(rows[1:], outputs[1:]):
-        same = [_decision(a) == _decision(b) for a, b in zip(task.decode(out), task.decode(outputs[0]))]
-        change = "" if row["score"] is None else f"{metric} change {row['score'] - rows[0]['score']:+.4f}, "
-        agree = f"same prediction for {100 * sum(same) / len(same):.1f}%, " if _decision(task.decode(out[:1])[0]) \
-            is not None else ""
-        lines.append(f"{row['artefact']} vs run on {len(out)} examples of {where}: {change}{agree}max abs output "
-                     f"difference {float((out - outputs[0]).abs().max()):.2e}")
-    return lines
-
-
-def _decision(prediction: Any) -> Any:
-    """What a prediction decides: its label, the set of its labels, or None for a number (compared by value)."""
-    if isinstance(prediction, list):
-        return frozenset(d["label"] for d in prediction)
-    return prediction.get("label")

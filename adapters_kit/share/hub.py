@@ -2,18 +2,24 @@
 
 The only module that talks to the Hub. ``HF_ENDPOINT`` selects the server, as everywhere in huggingface_hub.
 A token is handed to huggingface_hub's calls and nowhere else: never written to a file, never logged.
+Two files go up rewritten: the card (its snippet names the repo) and PEFT's ``adapter_config.json`` (the base named
+by its Hub id where one is known, e.g. a built-in's, instead of a path on the training machine; ``task_type``
+``FEATURE_EXTRACTION``, which PEFT's loaders and the Hub read).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters_kit.errors import UserError
 from adapters_kit.runs.atomic import write_text
-from adapters_kit.runs.card import card_text
+from adapters_kit.runs.card import card_text, hub_base_model
+from adapters_kit.runs.checkpoint import complete_adapter_config, read_json
 from adapters_kit.runs.output import RUN_MARKER
 
 log = logging.getLogger(__name__)
@@ -80,12 +86,12 @@ def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revi
     files = sorted(set(files_to_push(root)) | {"README.md"})
     if dry_run:
         return PushResult(repo_url=repo_id, commit_url=None, files=files)
-    # The uploaded card names repo_id; the local one is rewritten only once the upload went through, so a failed
-    # push changes nothing in the run folder.
-    card = card_text(root, load_id=repo_id)
+    # The uploaded card and adapter config are rewritten; the local ones only once the upload went through, so a
+    # failed push changes nothing in the run folder.
+    rewritten = _rewritten_files(root, repo_id)
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=card.encode() if n == "README.md" else
+    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=rewritten[n].encode() if n in rewritten else
                                      str(root / n)) for n in files]
     api = HfApi(token=token)
     try:
@@ -98,9 +104,25 @@ def push_run(directory: str | Path, repo_id: str, *, private: bool = False, revi
         if _is_network_error(e):
             raise UserError(f"push to {repo_id} failed: {_first_line(e)}; nothing in {root} was changed") from None
         raise
-    write_text(root / "README.md", card)
+    for name, text in rewritten.items():
+        write_text(root / name, text)
     log.info("pushed %d files to %s", len(files), url)
     return PushResult(repo_url=str(url), commit_url=getattr(info, "commit_url", None), files=files)
+
+
+def _rewritten_files(root: Path, repo_id: str) -> dict[str, str]:
+    """The files a push uploads as rewritten text: the card, whose snippet loads ``repo_id``, and PEFT's
+    ``adapter_config.json`` (if any) as ``runs.checkpoint.complete_adapter_config``
+    completes it, given the backbone's Hub id
+    where one is known (the id trained from, or the checkpoint a built-in is a copy of)."""
+    texts = {"README.md": card_text(root, load_id=repo_id)}
+    if (root / "adapter_config.json").is_file():
+        model = read_json(root / RUN_MARKER, dict)["model"]
+        with tempfile.TemporaryDirectory() as tmp:  # the run folder's own file changes only after the upload
+            shutil.copy(root / "adapter_config.json", tmp)
+            complete_adapter_config(Path(tmp), hub_base_model(model) or model)
+            texts["adapter_config.json"] = (Path(tmp) / "adapter_config.json").read_text()
+    return texts
 
 
 def _is_network_error(e: Exception) -> bool:

@@ -90,6 +90,9 @@ class Task(Protocol):
     def num_outputs(self) -> int:
         """The head's output size."""
 
+    def init_head(self, head: torch.nn.Module) -> None:
+        """Set a freshly built head's starting point where the task has a better one than the seeded default."""
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch."""
 

@@ -95,6 +95,9 @@ class Classification:
     def num_outputs(self) -> int:
         return len(self.labels)
 
+    def init_head(self, head: torch.nn.Module) -> None:
+        """The head as built (seeded) is where training starts."""
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 

@@ -92,7 +92,7 @@ class MultiLabel:
         hot = np.zeros((len(present), len(names)))
         for r, v in enumerate(present):
             hot[r, [lookup[n] for n in v]] = 1.0
-        return LabelMap(names, {"pos_weight": pos_weight(hot).tolist()})
+        return LabelMap(names, {"pos_weight": pos_weight(hot).tolist(), "prior": hot.mean(0).tolist()})
 
     def target(self, value: tuple[str, ...]) -> list[float] | None:
         if any(n not in self._lookup for n in value):
@@ -128,6 +128,15 @@ class MultiLabel:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.pos_weight.to(outputs) if self.pos_weight is not None else None
         return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), pos_weight=weight)
+
+    def init_head(self, head: torch.nn.Module) -> None:
+        """Start each label's bias at the log-odds of its frequency on the training split (a rare label starts
+        rare), so the first steps go to telling labels apart rather than pushing every score down from 0.5."""
+        prior = self.labels.params.get("prior")
+        if prior is not None:
+            p = torch.tensor(prior, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                head[-1].bias.copy_(torch.log(p / (1 - p)))
 
     def metrics(self, exported: bool = False) -> MultiLabelMetrics:
         return MultiLabelMetrics(self.labels.names, self.thresholds)

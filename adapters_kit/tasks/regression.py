@@ -126,6 +126,9 @@ class Regression:
     def num_outputs(self) -> int:
         return len(self.labels)
 
+    def init_head(self, head: torch.nn.Module) -> None:
+        """The head as built (seeded) is where training starts."""
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = (targets.to(outputs.dtype).reshape(outputs.shape) - self.scale.mean.to(outputs)) / self.scale.std.to(
             outputs)

@@ -127,6 +127,9 @@ class TokenClassification:
     def num_outputs(self) -> int:
         return len(self.labels)
 
+    def init_head(self, head: torch.nn.Module) -> None:
+        """The head as built (seeded) is where training starts."""
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets[:, : outputs.shape[1]]
         targets = targets.where(targets >= 0, torch.full_like(targets, IGNORE))

@@ -96,8 +96,10 @@ class Job:
         self.objective = self.recipe.objective(self)
         set_seed(self.cfg.seed)
         backbone = self.modality.load_backbone(self.path, self.processor)
-        return build_model(self.cfg, backbone, self.task.num_outputs,
-                           self.objective.aux_heads if self.objective else None)
+        model = build_model(self.cfg, backbone, self.task.num_outputs,
+                            self.objective.aux_heads if self.objective else None)
+        self.task.init_head(model.head)
+        return model
 
     def run(self, model: AdapterClassifier) -> TrainResult:
         """Every stage of the recipe in order; the main (last) one's result. A run resumed from the main stage's

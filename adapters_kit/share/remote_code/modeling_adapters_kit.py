@@ -1,9 +1,11 @@
 """An adapters_kit classifier as a plain transformers model: backbone + pooling + head.
 
-Copied next to the weights by ``adapters-kit export --to merged`` and named in ``config.json``'s ``auto_map``, so
-``AutoModelFor...Classification.from_pretrained(folder, trust_remote_code=True)`` and ``pipeline(...)`` load it with
-only torch and transformers installed (no peft, no adapters_kit). No stock transformers head pools the way
-adapters_kit does (mean pooling over real tokens, by default), hence this file. Settings live in ``config.json``:
+Copied next to the weights by ``adapters-kit export --to merged`` (with ``configuration_adapters_kit.py``) and named
+in ``config.json``'s ``auto_map``, so ``AutoModelFor...Classification.from_pretrained(folder, trust_remote_code=True)``
+and ``pipeline(...)`` load it with only torch and transformers installed (no peft, no adapters_kit). No stock
+transformers head pools the way adapters_kit does (mean pooling over real tokens, by default), hence this file; the
+configuration's own ``model_type`` makes loading without ``trust_remote_code=True`` fail instead of falling back to a
+stock class with a random head. Settings live in ``config.json``: ``backbone_config`` (the backbone's configuration),
 ``adapters_kit_pooling`` (mean, cls, last, pooler), ``adapters_kit_head`` (linear, mlp), ``adapters_kit_feature_dim``.
 Works for text, image (ViT-style and CNN) and audio (wav2vec2-style and Whisper's encoder) backbones.
 """
@@ -12,6 +14,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_adapters_kit import AdaptersKitConfig
 
 
 def pool(hidden, mask, how):
@@ -43,13 +47,15 @@ def build_head(kind, dim, num_labels, dropout=0.1):
 class AdaptersKitClassifier(PreTrainedModel):
     """Backbone (its own transformers class, from the same config) + pooling + head; returns logits."""
 
+    config_class = AdaptersKitConfig
     base_model_prefix = "backbone"
 
     def __init__(self, config):
         super().__init__(config)
-        backbone = AutoModel.from_config(config)
+        backbone = AutoModel.from_config(config.backbone_config)
         # Encoder-decoder speech models (Whisper) are used through their encoder, as adapters_kit trains them.
-        self.backbone = backbone.get_encoder() if getattr(config, "is_encoder_decoder", False) else backbone
+        encoder_only = getattr(config.backbone_config, "is_encoder_decoder", False)
+        self.backbone = backbone.get_encoder() if encoder_only else backbone
         self.head = build_head(config.adapters_kit_head, config.adapters_kit_feature_dim, config.num_labels)
         self.post_init()
 
