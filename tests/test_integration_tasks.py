@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from tasks import RUNS  # noqa: E402  (the benchmark's own flags: the test runs what the table shows)
 
 FLOORS = {
-    # data set: (metric, floor): the published probe figure less a small margin (the runs are seeded)
+    # data set: (metric, floor): the published probe figure less a small margin (the runs are seeded). BoolQ's row
+    # (1.6 minutes of 192-token pairs) is left to the benchmark: sentence pairs are tested on the tiny model.
     "wnut16": ("entity_f1", 0.25),  # published 0.2690
     "disaster-response": ("f1_micro", 0.44),  # published 0.4649
     "vader-movies": ("pearson", 0.67),  # published 0.6953
-    "boolq": ("accuracy", 0.58),  # published 0.6033
 }
 
 
