@@ -21,7 +21,7 @@ LAYER = {
     "train": 3, "train.loop": 3, "train.resume": 3, "train.setup": 3, "train.job": 3,
     "evaluation": 3, "evaluation.evaluator": 3, "runs.checkpoint": 3,
     "runs": 4, "runs.inference": 4, "runs.card": 4, "runs.plots": 4, "runs.report": 4,
-    "share": 4, "share.hub": 4, "share.export": 4, "share.measure": 4,
+    "share": 4, "share.hub": 4, "share.export": 4, "share.measure": 4, "share.token_export": 4,
     "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5, "sweep": 5,
 }
 L1_PEERS = {"modalities", "model.heads", "methods", "tasks"}

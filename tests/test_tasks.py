@@ -450,8 +450,21 @@ def test_conll_files_train_and_tag_count_mismatches_are_one_line(tiny_model_dir,
                                       "token-classification scores every token", capsys, tmp_path)
 
 
-def test_a_token_run_export_is_refused_in_one_line(token_run, tmp_path, capsys):
+def test_a_token_run_exports_as_a_stock_token_classification_checkpoint(token_run, tmp_path, capsys):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
     out, _, _ = token_run
+    assert main(["export", str(out), "--to", "merged", "--output", str(tmp_path / "merged")]) == 0
+    stock = AutoModelForTokenClassification.from_pretrained(str(tmp_path / "merged"))  # no remote code
+    assert type(stock).__name__ == "BertForTokenClassification"
+    words = "the match goal today and the phone chip".split()
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "merged"))
+    batch = tok([words], is_split_into_words=True, return_tensors="pt")
+    clf = load(out)
+    with torch.inference_mode():
+        torch.testing.assert_close(stock(**batch).logits[0], clf.logits([words])[0], atol=1e-4, rtol=0)
+    tagger = pipeline("token-classification", model=str(tmp_path / "merged"), aggregation_strategy="simple")
+    expected = [(e["entity_group"], e["start"], e["end"]) for e in clf(" ".join(words))[0]]
+    assert [(e["entity_group"], e["start"], e["end"]) for e in tagger(" ".join(words))] == expected
     assert_one_line_error(main, ["export", str(out), "--to", "onnx", "--output", str(tmp_path / "x")],
-                          "run, which tags every word; export serves runs that predict one output per input",
-                          capsys, tmp_path)
+                          "its ONNX and int8 exports are not built yet", capsys, tmp_path)

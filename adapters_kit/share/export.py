@@ -29,6 +29,7 @@ from adapters_kit.runs.atomic import atomic_dir, write_json
 from adapters_kit.runs.checkpoint import LoadedRun, load_run
 from adapters_kit.runs.output import EXPORT, claim, input_paths
 from adapters_kit.share.measure import measure, split_batches
+from adapters_kit.share.token_export import load_token_merged, save_token_merged
 
 REMOTE_CODE = Path(__file__).with_name("remote_code")
 MODEL_CODE, CONFIG_CODE = REMOTE_CODE / "modeling_adapters_kit.py", REMOTE_CODE / "configuration_adapters_kit.py"
@@ -286,17 +287,19 @@ def export_run(run_dir: str | Path, to: str, output: str | Path, data: str | Non
     out = Path(output)
     claim(out, EXPORT, inputs=input_paths(str(run_dir), data))
     run = load_run(run_dir)
-    if run.task().word_inputs:
-        raise UserError(f"{run_dir} is a {run.task().name} run, which tags every word; export serves runs that "
-                        f"predict one output per input, so use load() for it (its export is not built yet)")
+    if run.task().word_inputs and (to != "merged" or data):
+        raise UserError(f"{run_dir} is a {run.task().name} run: it exports as --to merged (a stock transformers "
+                        f"checkpoint), checked on the sample texts, without --data; its ONNX and int8 exports are "
+                        f"not built yet")
     # read before anything is written: data or a split that cannot be read is refused with no folder left behind
     batches = measure_batches(run, data, split, max_samples)
     model = merged_classifier(run)
     checks: list[str] = []
     with atomic_dir(out) as tmp:
         if to == "merged":
-            save_merged(run, model, tmp)
-            reloaded = load_merged(tmp)
+            save = save_token_merged if run.task().word_inputs else save_merged
+            save(run, model, tmp)
+            reloaded = load_token_merged(tmp) if run.task().word_inputs else load_merged(tmp)
             diff = _max_diff(run, run_outputs(run), lambda b: reloaded(**b).logits)
             if diff > 1e-4:
                 raise RuntimeError(f"merged model differs from the adapter model by {diff:.2e}; not exported")

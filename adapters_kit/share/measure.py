@@ -41,7 +41,7 @@ def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str
                 start = time.perf_counter()
                 outs[i].append(row["predict"](batch).float())
                 seconds[i] += time.perf_counter() - start
-    outputs = [torch.cat(o) for o in outs]
+    outputs = [_stacked(o) for o in outs]
     metric = task.card_columns[0]
     for row, out, elapsed in zip(rows, outputs, seconds):
         row["examples_per_second"] = len(out) / max(elapsed, 1e-9)
@@ -52,13 +52,21 @@ def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str
             row["score"] = scores.compute()[metric]
     lines = []
     for row, out in zip(rows[1:], outputs[1:]):
-        same = [_decision(a) == _decision(b) for a, b in zip(task.decode(out), task.decode(outputs[0]))]
+        # decisions are compared where one output per input decides one thing (a label, a set of labels)
+        decides = not task.word_inputs and _decision(task.decode(out[:1])[0]) is not None
+        same = [_decision(a) == _decision(b) for a, b in zip(task.decode(out), task.decode(outputs[0]))] \
+            if decides else []
         change = "" if row["score"] is None else f"{metric} change {row['score'] - rows[0]['score']:+.4f}, "
-        agree = f"same prediction for {100 * sum(same) / len(same):.1f}%, " if _decision(task.decode(out[:1])[0]) \
-            is not None else ""
+        agree = f"same prediction for {100 * sum(same) / len(same):.1f}%, " if same else ""
         lines.append(f"{row['artefact']} vs run on {len(out)} examples of {where}: {change}{agree}max abs output "
                      f"difference {float((out - outputs[0]).abs().max()):.2e}")
     return lines
+
+
+def _stacked(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Batches of outputs as one tensor; per-token outputs (batch, tokens, tags) zero-padded to the longest."""
+    width = max(o.shape[1] for o in outputs) if outputs[0].dim() == 3 else 0
+    return torch.cat([torch.nn.functional.pad(o, (0, 0, 0, width - o.shape[1])) if width else o for o in outputs])
 
 
 def _decision(prediction: Any) -> Any:
