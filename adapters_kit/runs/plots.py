@@ -139,7 +139,10 @@ def regression_png(plot: dict[str, Any], path: str | Path, target: str, title: s
     lo, hi = plot["range"]
     fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4.2))
     grid = np.asarray(plot["grid"], dtype=float).T  # rows: predicted, columns: true
-    left.imshow(np.ma.masked_equal(grid, 0), origin="lower", extent=(lo, hi, lo, hi), cmap="Blues", aspect="auto")
+    # empty cells stay white; viridis keeps a cell of one example as visible as a crowded one
+    cells = left.imshow(np.ma.masked_equal(grid, 0), origin="lower", extent=(lo, hi, lo, hi), cmap="viridis",
+                        aspect="auto", vmin=1)
+    fig.colorbar(cells, ax=left, fraction=0.046, pad=0.04, label="examples")
     left.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
     left.set_xlabel(f"true {target}")
     left.set_ylabel(f"predicted {target}")
