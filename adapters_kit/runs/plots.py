@@ -137,7 +137,7 @@ def regression_png(plot: dict[str, Any], path: str | Path, target: str, title: s
     """Left: counts of (true, predicted) pairs on a grid, with the diagonal of perfect predictions; right: the
     histogram of residuals (true - predicted)."""
     lo, hi = plot["range"]
-    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4.2))
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     grid = np.asarray(plot["grid"], dtype=float).T  # rows: predicted, columns: true
     # empty cells stay white; viridis keeps a cell of one example as visible as a crowded one
     cells = left.imshow(np.ma.masked_equal(grid, 0), origin="lower", extent=(lo, hi, lo, hi), cmap="viridis",
