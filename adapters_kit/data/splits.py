@@ -299,14 +299,13 @@ def load_splits(cfg: TrainConfig, modality: Any, labels: LabelMap | None = None,
     lab_col = find_column(columns, cfg.label_column, LABEL_COLUMNS, "label", "--label-column",
                           exclude=(in_col, pair_col))
     # A saved run's task is in its config (older runs: classification); a new run's is named or detected.
-    name = cfg.task or (DEFAULT_TASK if labels is not None else
-                        detect_task(_label_cells(raw["train"], lab_col)[0], raw["train"][in_col]))
+    train_cells, declared = _label_cells(raw["train"], lab_col) if labels is None else ([], None)
+    name = cfg.task or (DEFAULT_TASK if labels is not None else detect_task(train_cells, raw["train"][in_col]))
     files, bases = source_files(cfg.data, lone), base_dirs(cfg.data, lone)
     read = {s: _read_split(ds, (in_col, pair_col, lab_col), task_class(name), cfg, modality,
                            f"data file {files[s]}" if s in files else f"split {s!r} of {cfg.data}",
                            bases.get(s, os.getcwd())) for s, ds in raw.items()}
-    label_map = labels if labels is not None else task_class(name).fit(
-        read["train"][1], _label_cells(raw["train"], lab_col)[1], lab_col)
+    label_map = labels if labels is not None else task_class(name).fit(read["train"][1], declared, lab_col)
     task = get_task(name, label_map, cfg)
     notes = _drop_unlabelled(read, raw, lab_col)
     frames, report, unknown = _clean(read, task)

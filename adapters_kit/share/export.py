@@ -56,8 +56,9 @@ def merged_classifier(run: LoadedRun) -> AdapterClassifier:
         backbone = backbone.merge_and_unload()
     last = model.head[-1]
     with torch.no_grad():  # exported(x) is affine: exported(W f + b) = W' f + b'
-        bias = run.task().exported(last.bias[None])[0]
-        last.weight.copy_(run.task().exported(last.weight.T).T - run.task().exported(torch.zeros_like(last.weight.T)).T)
+        task = run.task()
+        bias = task.exported(last.bias[None])[0]
+        last.weight.copy_((task.exported(last.weight.T) - task.exported(torch.zeros_like(last.weight.T))).T)
         last.bias.copy_(bias)
     return AdapterClassifier(backbone, model.pooling, model.head).eval()
 
