@@ -9,7 +9,8 @@ from adapters_kit.errors import UserError  # noqa: E402
 _moved.install()
 
 __all__ = ["AdapterTrainer", "Classifier", "DATASETS", "MODELS", "StreamingMetrics", "TrainConfig", "UserError",
-           "__version__", "evaluate_module", "evaluate_run", "fast_dropout", "load", "load_config", "load_int8"]
+           "__version__", "evaluate_module", "evaluate_run", "fast_dropout", "load", "load_config", "load_int8",
+           "student_config"]
 
 _LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit.trainer",
          "StreamingMetrics": "adapters_kit.evaluation.metrics", "evaluate_module": "adapters_kit.evaluation.metrics",
@@ -17,7 +18,9 @@ _LAZY = {"AdapterTrainer": "adapters_kit.trainer", "evaluate_run": "adapters_kit
          # the built-in backbones and data sets (`adapters-kit models` / `datasets`): name -> where its files are
          "DATASETS": "adapters_kit.builtin.catalog", "MODELS": "adapters_kit.builtin.catalog",
          # adapters_kit's CPU dropout for any model and loop; the loader of an `export --to int8` folder
-         "fast_dropout": "adapters_kit.model.dropout", "load_int8": "adapters_kit.share.export"}
+         "fast_dropout": "adapters_kit.model.dropout", "load_int8": "adapters_kit.share.export",
+         # a student's config from a teacher run folder (knowledge distillation): AdapterTrainer trains it
+         "student_config": "adapters_kit.distill.job"}
 
 
 def __getattr__(name):

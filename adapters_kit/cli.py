@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters_kit.builtin.catalog import DATASETS, MODELS
-from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, load_config, section_of
+from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, given_values, load_config, section_of
 from adapters_kit.errors import TrainingInterrupted, UserError
 
 NOT_FLAGS = ("extra",)
@@ -25,6 +25,8 @@ NOT_FLAGS = ("extra",)
 is a flag of ``train`` and ``sweep``, made from the field itself: its name, type and docstring."""
 SWEEP_SKIPS = ("resume", "resume_from")
 """Fields that mean nothing for a whole sweep (each trial is a fresh run)."""
+DISTILL_SKIPS = ("teacher",)
+"""Fields ``distill`` takes otherwise (the teacher is its positional argument)."""
 TYPES = {"int": int, "float": float}
 
 
@@ -117,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
                                    "around the method's lr)")
     w.add_argument("--trials", type=int, default=8)
     w.add_argument("--sampler", default="tpe", help="tpe, random or grid (every combination of the choices)")
+    ds = sub.add_parser("distill", help="train a smaller student run on a teacher run's outputs")
+    ds.add_argument("teacher_run", help="the teacher's run folder (any method and modality)")
+    ds.add_argument("--config", help="YAML config; flags override its values")
+    ds.add_argument("--student", dest="model", help="the student backbone: a built-in name, checkpoint folder or Hub "
+                                                    "id (default: the teacher's own, keeping --student-layers of its "
+                                                    "blocks)")
+    _add_config_flags(ds, skip=DISTILL_SKIPS)
     e = sub.add_parser("eval", help="evaluate a run folder on a data split; updates DIR/metrics.json")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True)
@@ -132,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="side-by-side table of several runs")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--split", default="test")
+    c.add_argument("--measure", type=int, default=0, metavar="N",
+                   help="also time inference (examples/s, batch 32) of every run side by side on the first N inputs "
+                        "of the first run's split")
     pr = sub.add_parser("predict", help="label texts, or image / audio files, with a run folder")
     pr.add_argument("run_dir")
     pr.add_argument("texts", nargs="*", help="inputs; a sentence-pair run takes each pair as TEXT<TAB>TEXT_PAIR")
@@ -175,16 +187,31 @@ def _show(table, width: int = 100) -> None:
 
 
 def cmd_train(args) -> int:
-    from adapters_kit.trainer import AdapterTrainer
+    return _train(load_config(args.config, _overrides(args, config_flags())))
 
-    cfg = load_config(args.config, _overrides(args, config_flags()))
+
+def _train(cfg) -> int:
     from adapters_kit.runs.report import metrics_table
+    from adapters_kit.trainer import AdapterTrainer
 
     metrics = AdapterTrainer(cfg).train()
     _show(metrics_table(metrics, title=f"{cfg.method} on {cfg.model}"))
     train = metrics["train"]
     print(f"trained {train['train_samples']} samples in {train['train_seconds']:.1f} s "
           f"({train['samples_per_second']:.1f} samples/s); run folder: {cfg.output}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from adapters_kit.distill.job import student_config
+
+    values = given_values(args.config, _overrides(args, config_flags(DISTILL_SKIPS)))
+    cfg = student_config(args.teacher_run, **values)
+    _train(cfg)
+    speed = json.loads((Path(cfg.output) / "run_info.json").read_text())["teacher"]["speed"]
+    print(f"student {speed['student_examples_per_second']:.1f} examples/s, teacher "
+          f"{speed['teacher_examples_per_second']:.1f} ({speed['speedup']:.2f}x; batch {speed['batch_size']}, "
+          f"{speed['examples']} {speed['split']} inputs)")
     return 0
 
 
@@ -232,7 +259,14 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from adapters_kit.runs.report import compare_table
 
-    _show(compare_table(args.run_dirs, args.split))
+    if args.measure < 0:
+        raise UserError("--measure must be a number of inputs >= 0")
+    speeds = None
+    if args.measure:
+        from adapters_kit.distill.speed import measure_runs
+
+        speeds = measure_runs(args.run_dirs, args.split, args.measure)
+    _show(compare_table(args.run_dirs, args.split, speeds))
     return 0
 
 
@@ -342,9 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "sweep", "eval", "predict", "export"):
+    if args.command in ("train", "distill", "sweep", "eval", "predict", "export"):
         _quiet_libraries()
-    commands = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+    commands = {"train": cmd_train, "distill": cmd_distill, "sweep": cmd_sweep, "eval": cmd_eval,
+                "predict": cmd_predict, "report": cmd_report,
                 "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:

@@ -210,6 +210,25 @@ class TrainConfig:
     compare_source_only: bool = False
     """``dann``: also train the same adapter without the domain loss at the same budget; its test metrics are
     written as ``test_source_only``."""
+    teacher: str | None = None
+    """Knowledge distillation: a run folder whose outputs this run (the student) learns from, as well as the gold
+    labels (``adapters-kit distill`` sets it). Its outputs on the training inputs are computed once and cached."""
+    student_layers: int | None = None
+    """Distillation: the student is the teacher's own backbone, adapter merged, keeping this many of its blocks
+    (evenly spaced, first and last kept), initialised from the teacher's weights; ``None``: the student is
+    ``model``."""
+    student_layer_map: str | None = None
+    """Distillation: which of the teacher's blocks the student keeps, comma-separated indices from 0 (e.g.
+    ``0,2,4``), instead of evenly spaced ones."""
+    temperature: float = 2.0
+    """Distillation: both models' outputs are softened by this temperature before the student is compared with
+    the teacher (KL divergence, scaled by its square)."""
+    alpha: float = 0.5
+    """Distillation: weight of the gold-label loss beside the loss towards the teacher, on the examples that have
+    labels."""
+    unlabeled_data: str | None = None
+    """Distillation: more inputs (a data spec) that the teacher labels; their own labels, if any, are never
+    read."""
     report_to: str | None = None
     """Trackers accelerate logs to, comma-separated (``tensorboard``, ``wandb`` offline, ``mlflow``...); off by
     default. Their files end up in the run folder's ``logs/``."""
@@ -280,12 +299,17 @@ class TrainConfig:
         need(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         need(self.label_separator is None or len(self.label_separator) > 0, "label_separator must not be empty")
         need(self.joint_lambda >= 0, f"joint_lambda must be >= 0, got {self.joint_lambda}")
+        need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        need(self.student_layers is None or (isinstance(self.student_layers, int) and self.student_layers >= 1),
+             f"student_layers must be a positive integer, got {self.student_layers!r}")
         need(not (self.overwrite and (self.resume or self.resume_from)),
              "--resume continues a run and --overwrite starts it again; choose one")
 
     def input_specs(self) -> tuple[str | None, ...]:
         """Every data or model spec the run reads (the output folder must not hold any of them)."""
-        return self.data, self.model, self.pretrain_data, self.target_data, self.source_data
+        return (self.data, self.model, self.pretrain_data, self.target_data, self.source_data, self.teacher,
+                self.unlabeled_data)
 
     def split_list(self) -> list[str]:
         """``eval_splits`` as a list, validation first."""
@@ -347,6 +371,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     >>> load_config(None, ["epochs=3", "method=probe"]).epochs
     3
     """
+    return from_dict(given_values(path, overrides))
+
+
+def given_values(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings a YAML (or JSON) config and ``key=value`` overrides give, flat and not yet coerced: only those
+    given (what a student's config puts over its teacher's)."""
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -365,7 +395,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not sep:
             raise UserError(f"override {item!r} must look like key=value")
         values[key.strip()] = raw
-    return from_dict(values)
+    return values
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:

@@ -15,6 +15,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                    "unfreeze_k", "lp_ft_stage", "probe_epochs", "probe_solver", "cache_features", "pretrain_data",
                    "pretrain_epochs", "mask_ratio", "target_data", "source_data", "joint_lambda",
                    "compare_source_only"),
+    "distillation": ("teacher", "student_layers", "student_layer_map", "temperature", "alpha", "unlabeled_data"),
     "optimisation": ("epochs", "max_steps", "lr", "batch_size", "grad_accum_steps", "weight_decay", "warmup_ratio",
                      "max_grad_norm", "loss", "pos_weight", "layer_decay", "mixed_precision", "seed"),
     "evaluation": ("eval_batch_size", "eval_splits", "eval_steps", "best_metric", "thresholds",

@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from adapters_kit import __version__
 from adapters_kit.config import TrainConfig
 from adapters_kit.data.splits import load_splits, make_loader, prepare
+from adapters_kit.distill.job import DistillJob
 from adapters_kit.errors import UserError
 from adapters_kit.evaluation.evaluator import evaluate
 from adapters_kit.runs.atomic import write_json
@@ -52,7 +53,8 @@ class AdapterTrainer:
         acc = self.accelerator
         resume_from = check_output(self.cfg.output, self.cfg.overwrite, self.cfg.resume, self.cfg.resume_from,
                                    inputs=input_paths(*self.cfg.input_specs()))
-        job = Job(self.cfg, acc, resume_from, variant=lambda twin: AdapterTrainer(twin, acc).train())
+        kind = DistillJob if self.cfg.teacher else Job  # a student learns from a teacher run's outputs as well
+        job = kind(self.cfg, acc, resume_from, variant=lambda twin: AdapterTrainer(twin, acc).train())
         self.cfg = cfg = job.cfg  # as the modality fitted it (audio clip length)
         job.print_data()
         model = job.build_model()
@@ -103,11 +105,13 @@ class AdapterTrainer:
         trained, blocks = inner.trained_blocks()
         if trained:
             info.update(trained_blocks=trained, blocks=blocks)
+        info.update(job.run_info(inner))
         try:
             # The card after the adapter's save, which removes PEFT's own stub README.
             save_run(cfg.output, model=inner, processor=job.processor, cfg=cfg, labels=splits.labels,
                      metrics=metrics, info=info, log=result.log, state=state,
-                     finish=lambda tmp: (write_report(tmp), write_card(tmp, load_id=str(cfg.output))))
+                     finish=lambda tmp: (job.save_extras(tmp), write_report(tmp),
+                                         write_card(tmp, load_id=str(cfg.output))))
         except OSError as e:  # disk full, permissions changed mid-run: the atomic write left nothing behind
             raise UserError(f"could not write the run folder {cfg.output} ({e.strerror or e}); nothing was "
                             f"written (checkpoints, if any, are kept): free space or choose another folder "

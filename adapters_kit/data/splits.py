@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict, LargeList, List
+from datasets import ClassLabel, Dataset, DatasetDict, LargeList, List, concatenate_datasets
 from sklearn.model_selection import train_test_split
 
 from adapters_kit.config import TrainConfig
@@ -341,6 +341,13 @@ def prepare(datasets: DatasetDict | Dataset, modality: Any, processor: Any,
     if isinstance(datasets, Dataset):
         return _align(modality.prepare(datasets, processor, "train" if train else "data", train), "data")
     return DatasetDict({s: _align(modality.prepare(ds, processor, s, s == "train"), s) for s, ds in datasets.items()})
+
+
+def add_rows(ds: Dataset, rows: Dataset) -> Dataset:
+    """``ds`` followed by ``rows``, which hold its columns except ``label``: their ``label`` cells repeat ``ds``'s
+    first one (a placeholder of the right type, never read as a label: the caller marks such rows)."""
+    rows = rows.add_column("label", [ds[0]["label"]] * len(rows)).select_columns(ds.column_names)
+    return concatenate_datasets([ds, rows.cast(ds.features)])
 
 
 def _align(ds: Dataset, split: str) -> Dataset:

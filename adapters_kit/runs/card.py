@@ -150,7 +150,7 @@ class CardData:
         return {
             "front_matter": yaml.safe_dump(self.front_matter(), sort_keys=False, allow_unicode=True).strip(),
             "title": self.title, "pipeline_tag": self.pipeline_tag,
-            "method_description": self.recipe.describe(self.config),
+            "method_description": self.recipe.describe(self.config) + self.student_note(),
             "base_model": hub_base_model(cfg["model"]), "model": cfg["model"], "dataset": self.dataset,
             "adapters_kit_version": info.get("adapters_kit_version", "?"),
             "trainable_parameters": f"{trainable:,}", "total_parameters": f"{total:,}",
@@ -167,7 +167,34 @@ class CardData:
                 inputs=INPUT_KINDS.get(self.modality, "inputs"), n=len(self.labels), target=self.labels[0],
                 dataset=self.dataset, sizes=", ".join(f"{s} {n}" for s, n in sizes.items()) or "?"),
             "max_length": cfg.get("max_length") if self.modality == "text" else None,
+            "distillation": self.distillation(),
         }
+
+    def student_note(self) -> str:
+        """For a layer-pruned student: how many of the base model's blocks it keeps."""
+        kept = self.info.get("teacher", {}).get("blocks_kept")
+        return f" of a student keeping {len(kept)} of the {self.info['teacher']['teacher_blocks']} blocks" if kept \
+            else ""
+
+    def distillation(self) -> dict[str, Any] | None:
+        """A student's teacher and the two models side by side (test metrics, parameters, measured speed)."""
+        teacher = self.info.get("teacher")
+        if not teacher:
+            return None
+        speed, columns = teacher.get("speed", {}), self.task.card_columns
+        student = self.metrics.get("test", {})
+        kept = teacher.get("blocks_kept")
+        return {"teacher": teacher["run"], "what": f"{teacher['method']} on {teacher['model']}",
+                "temperature": teacher["temperature"], "alpha": teacher["alpha"],
+                "blocks": f"{', '.join(map(str, kept))} of its {teacher['teacher_blocks']}" if kept else None,
+                "unlabelled": teacher.get("teacher_labelled_examples"), "columns": columns,
+                "speed_note": f"batch {speed['batch_size']}, {speed['examples']} {speed['split']} inputs, measured "
+                              f"side by side after training" if speed else "",
+                "rows": [["teacher", f"{teacher['parameters']:,}",
+                          _fmt(speed.get("teacher_examples_per_second")), *(_fmt(teacher["test"].get(k))
+                                                                             for k in columns)],
+                         ["this student", f"{self.info.get('total_parameters', 0):,}",
+                          _fmt(speed.get("student_examples_per_second")), *(_fmt(student.get(k)) for k in columns)]]}
 
     def hyperparameters(self) -> list[tuple[str, Any]]:
         cfg = self.cfg

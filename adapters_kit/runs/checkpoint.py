@@ -69,7 +69,7 @@ def tracker_dir(output: str | Path) -> Path:
     return final.parent / f".{final.name}.logs"
 
 
-def _link_tree(src: Path, dst: Path) -> None:
+def link_tree(src: Path, dst: Path) -> None:
     """``src`` into ``dst`` as hard links (no copy of the bytes; the originals stay until the swap)."""
     try:
         shutil.copytree(src, dst, copy_function=os.link)
@@ -105,9 +105,9 @@ def save_run(directory: str | Path, *, model: AdapterClassifier, processor: Any,
         # The checkpoints the loop kept and the tracker files join the run as hard links: until the swap below,
         # the originals stay where --resume finds them.
         for kept in list_checkpoints(directory):
-            _link_tree(kept, tmp / kept.name)
+            link_tree(kept, tmp / kept.name)
         if tracker_dir(directory).is_dir():  # tensorboard / wandb files of --report-to
-            _link_tree(tracker_dir(directory), tmp / "logs")
+            link_tree(tracker_dir(directory), tmp / "logs")
         write_json(tmp / RUN_INFO, {"format_version": FORMAT_VERSION, **info,
                                     MANIFEST_KEY: sorted(os.listdir(tmp))})  # run_info.json among them
     shutil.rmtree(tracker_dir(directory), ignore_errors=True)
@@ -266,11 +266,14 @@ def is_hub_id(name: str) -> bool:
 
 
 def resolve_base(root: Path, cfg: TrainConfig, info: dict[str, Any], base_model: str | None = None) -> str:
-    """Where the run's base model is on this machine: ``base_model`` if given; the recorded backbone path if it
+    """Where the run's base model is on this machine: ``base_model`` if given; the run's own ``base/`` (a
+    distilled student's pruned backbone); the recorded backbone path if it
     exists here; a built-in's packaged copy; else a Hub id from ``train_config.json`` or ``adapter_config.json``
     (runs copied from another machine record folder paths that do not exist here)."""
     if base_model:
         return base_model
+    if (root / "base" / "config.json").is_file():  # a layer-pruned student carries its own base
+        return str(root / "base")
     recorded = info.get("backbone_path", "")
     if recorded and os.path.exists(recorded):
         return recorded

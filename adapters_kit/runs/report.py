@@ -50,12 +50,14 @@ def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
     return table
 
 
-def compare_table(run_dirs: Sequence[str | Path], split: str = "test") -> Table:
-    """Side-by-side summary of several runs on one split."""
+def compare_table(run_dirs: Sequence[str | Path], split: str = "test",
+                  speeds: Sequence[float] | None = None) -> Table:
+    """Side-by-side summary of several runs on one split; ``speeds``: each run's inference examples/s measured
+    side by side (:func:`adapters_kit.distill.speed.measure_runs`)."""
     table = Table(title=f"runs compared on {split}")
     table.add_column("")
-    rows: dict[str, list[str]] = {k: [] for k in ("model", "method", "trainable params", "train seconds",
-                                                  "train samples/s", *TABLE_KEYS)}
+    rows: dict[str, list[str]] = {k: [] for k in ("model", "method", "parameters", "trainable params",
+                                                  "run folder MB", "train seconds", "train samples/s", *TABLE_KEYS)}
     for d in run_dirs:
         d = Path(d)
         cfg, info, metrics = (read_json(d / f) for f in ("train_config.json", "run_info.json", "metrics.json"))
@@ -63,14 +65,27 @@ def compare_table(run_dirs: Sequence[str | Path], split: str = "test") -> Table:
         m, train = metrics.get(split, {}), metrics.get("train", {})
         rows["model"].append(cfg["model"] if len(cfg["model"]) < 30 else "..." + cfg["model"][-27:])
         rows["method"].append(cfg["method"])
+        kept = info.get("teacher", {}).get("blocks_kept")
+        if kept:
+            rows["model"][-1] += f" ({len(kept)} of {info['teacher']['teacher_blocks']} blocks)"
+        rows["parameters"].append(f"{info.get('total_parameters', 0):,}")
         rows["trainable params"].append(f"{info.get('trainable_parameters', 0):,}")
+        rows["run folder MB"].append(f"{folder_bytes(d) / 1e6:.1f}")
         rows["train seconds"].append(_fmt(train.get("train_seconds")))
         rows["train samples/s"].append(_fmt(train.get("samples_per_second")))
         for k in TABLE_KEYS:
             rows[k].append(_fmt(m.get(k)) if m else "-")
+    if speeds is not None:
+        rows["inference examples/s (measured now)"] = [f"{v:.1f}" for v in speeds]
     for name, values in rows.items():
         table.add_row(name, *values)
     return table
+
+
+def folder_bytes(run_dir: Path) -> int:
+    """Bytes of a run folder's files, without its checkpoints and tracker logs (what loading it reads)."""
+    skip = [p for p in run_dir.iterdir() if p.name.startswith("checkpoint-") or p.name == "logs"]
+    return sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file() and not any(s in f.parents for s in skip))
 
 
 def write_report(run_dir: str | Path) -> list[Path]:

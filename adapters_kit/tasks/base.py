@@ -96,6 +96,10 @@ class Task(Protocol):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch."""
 
+    def distill_loss(self, outputs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The loss of a student's outputs towards a teacher's on the same batch (knowledge distillation). Tasks
+        that score every token define none (their students are refused)."""
+
     def metrics(self, exported: bool = False) -> Metrics:
         """A fresh streaming-metrics accumulator for one split, fed head outputs (``exported``: outputs of an
         exported model, :meth:`exported`)."""

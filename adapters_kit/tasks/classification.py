@@ -101,6 +101,13 @@ class Classification:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
+    def distill_loss(self, outputs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """KL(teacher || student) of both distributions softened by the temperature T, times T^2 (Hinton et al.,
+        2015: the soft loss's gradients keep their size whatever T), averaged over the batch."""
+        t = temperature
+        return F.kl_div(F.log_softmax(outputs / t, -1), F.log_softmax(teacher.to(outputs) / t, -1),
+                        reduction="batchmean", log_target=True) * t * t
+
     def metrics(self, exported: bool = False) -> StreamingMetrics:
         return StreamingMetrics(self.labels.names, top_k=self.cfg.top_k)
 

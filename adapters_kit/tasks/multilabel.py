@@ -129,6 +129,15 @@ class MultiLabel:
         weight = self.pos_weight.to(outputs) if self.pos_weight is not None else None
         return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), pos_weight=weight)
 
+    def distill_loss(self, outputs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Each label's Bernoulli KL(teacher || student) with both scores softened by the temperature T, times
+        T^2, averaged over labels and examples (0 when the two agree)."""
+        t = temperature
+        soft = torch.sigmoid(teacher.to(outputs) / t)
+        gap = F.binary_cross_entropy_with_logits(outputs / t, soft) - F.binary_cross_entropy_with_logits(
+            teacher.to(outputs) / t, soft)
+        return gap * t * t
+
     def init_head(self, head: torch.nn.Module) -> None:
         """Start each label's bias at the log-odds of its frequency on the training split (a rare label starts
         rare), so the first steps go to telling labels apart rather than pushing every score down from 0.5."""

@@ -134,6 +134,11 @@ class Regression:
             outputs)
         return F.huber_loss(outputs, z) if self.cfg.loss == "huber" else F.mse_loss(outputs, z)
 
+    def distill_loss(self, outputs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Mean squared distance to the teacher's outputs on the standardised scale both share (a number has no
+        distribution to soften: the temperature does not apply)."""
+        return F.mse_loss(outputs, teacher.to(outputs).reshape(outputs.shape))
+
     def metrics(self, exported: bool = False) -> "_OnScale":
         return _OnScale(RegressionMetrics(self.labels.names), torch.nn.Identity() if exported else self.scale)
 

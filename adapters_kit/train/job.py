@@ -61,11 +61,11 @@ class Job:
                  variant: Callable[[TrainConfig], dict[str, Any]] | None = None):
         self.acc, self.resume_from, self._variant = accelerator, resume_from, variant
         self.recipe = get_recipe(cfg.method)
-        self.path, self.modality_name = resolve_model(cfg.model)
+        self.path, self.modality_name = self.backbone_source(cfg)
         self.modality = get_modality(self.modality_name, cfg)
         processor = load_processor(self.modality, self.path)
         with accelerator.main_process_first():
-            self.splits: Splits = load_splits(cfg, self.modality)
+            self.splits: Splits = self.load_data(cfg)
         self.processor, cfg = self.modality.fit(processor, self.splits.datasets["train"]["input"])
         self.task = get_task(self.splits.task, self.splits.labels, cfg)
         # The settings the data decided are recorded: the task, its selection metric, a detected pair column, and
@@ -86,8 +86,23 @@ class Job:
         self._inputs: dict[str, Any] | None = None
         self._features: dict[str, Any] | None = None
 
+    def backbone_source(self, cfg: TrainConfig) -> tuple[str, str]:
+        """(where the backbone loads from, its modality)."""
+        return resolve_model(cfg.model)
+
+    def load_data(self, cfg: TrainConfig) -> Splits:
+        """The run's splits, label space fitted on its training split."""
+        return load_splits(cfg, self.modality)
+
     def print(self, text: str) -> None:
         self.acc.print(text)
+
+    def run_info(self, model) -> dict[str, Any]:
+        """Entries this kind of job adds to ``run_info.json`` (after training, with the trained model)."""
+        return {}
+
+    def save_extras(self, folder: Path) -> None:
+        """Files this kind of job adds to the run folder (written before the folder takes its name)."""
 
     # The model and its training.
 
