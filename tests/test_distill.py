@@ -338,3 +338,41 @@ def test_an_image_teacher_teaches_a_pruned_image_student(tmp_path):
     clf = load(tmp_path / "s")
     assert len(blocks_of(clf.model.backbone)[1]) == 1 and clf.model.backbone.config.num_hidden_layers == 1
     assert len(clf([str(next((tmp_path / "images" / "test" / "red").iterdir()))])) == 1
+
+
+def test_a_pushed_student_carries_its_base_and_loads_from_the_hub(student, tmp_path):
+    """The student's pruned base goes up with it (``base/``), and the copy pulled back predicts as the local run;
+    a student folder without its base refuses to load instead of filling the whole model with its blocks."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from adapters_kit import UserError, load
+    from adapters_kit.share.hub import files_to_push
+    from tests import hub_standin
+    from tests.test_hub import PUSH_AND_LOAD, ROOT, TOKEN
+
+    assert {"base/config.json", "base/model.safetensors", "base/tokenizer.json"} <= set(files_to_push(student))
+    texts = [t for t, _ in make_texts(2, seed=9)]
+    server, store, endpoint = hub_standin.start()
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_TOKEN", None)
+    try:
+        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(student), TOKEN, json.dumps(texts)],
+                              env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    repo = store.repos["user/name"]
+    assert "base/model.safetensors" in repo["commits"][repo["branches"]["main"]]
+    assert Path(result["folder"], "base", "config.json").is_file()
+    torch.testing.assert_close(torch.tensor(result["logits"]), load(student).logits(texts), atol=1e-6, rtol=0)
+    broken = tmp_path / "no-base"
+    shutil.copytree(student, broken)
+    shutil.rmtree(broken / "base")
+    with pytest.raises(UserError, match="base checkpoint \\(base/\\) is missing"):
+        load(broken)

@@ -274,6 +274,9 @@ def resolve_base(root: Path, cfg: TrainConfig, info: dict[str, Any], base_model:
         return base_model
     if (root / "base" / "config.json").is_file():  # a layer-pruned student carries its own base
         return str(root / "base")
+    if info.get("teacher", {}).get("blocks_kept"):  # never load its blocks into the whole model it was cut from
+        raise UserError(f"{root} is a distilled student whose base checkpoint (base/) is missing; restore the whole "
+                        f"run folder")
     recorded = info.get("backbone_path", "")
     if recorded and os.path.exists(recorded):
         return recorded

@@ -35,18 +35,24 @@ DENY = ("optimizer*", "scheduler*", "rng_state*", "*token", "*.token", "*credent
         "*.pkl", "*.ckpt")
 
 
+BASE = "base"
+"""A distilled student's own base checkpoint (``config.json`` and weights): pushed with the run, which needs it."""
+
+
 def files_to_push(directory: str | Path) -> list[str]:
-    """Sorted names of the files of a run folder that a push uploads (top level only, regular files)."""
+    """Sorted names of the files of a run folder that a push uploads (regular files of the top level, and of
+    ``base/`` where a student carries its base)."""
     root = Path(directory)
     if not (root / RUN_MARKER).is_file():
         raise UserError(f"{root} is not a run folder (no {RUN_MARKER}); give the --output folder of a training run")
     names = []
-    for p in sorted(root.iterdir()):
-        n = p.name
-        if n.startswith(".") or not p.is_file() or p.is_symlink():
-            continue
-        if any(fnmatch.fnmatch(n, a) for a in ALLOW) and not any(fnmatch.fnmatch(n, d) for d in DENY):
-            names.append(n)
+    for folder, allow in ((root, ALLOW), (root / BASE, (*ALLOW, "config.json"))):
+        for p in sorted(folder.iterdir()) if folder.is_dir() else ():
+            n = p.name
+            if n.startswith(".") or not p.is_file() or p.is_symlink():
+                continue
+            if any(fnmatch.fnmatch(n, a) for a in allow) and not any(fnmatch.fnmatch(n, d) for d in DENY):
+                names.append(str(p.relative_to(root)))
     return names
 
 
@@ -145,7 +151,7 @@ def download_run(repo_id: str, revision: str | None = None, token: str | None = 
 
     try:
         path = snapshot_download(repo_id, revision=revision, token=token, repo_type="model",
-                                 allow_patterns=list(ALLOW))
+                                 allow_patterns=[*ALLOW, f"{BASE}/*"])
     except LocalEntryNotFoundError:
         raise UserError(f"{repo_id!r} is neither a run folder nor in the Hugging Face cache, and the Hub is not "
                         f"reachable (HF_HUB_OFFLINE or no network); give a local run folder") from None
