@@ -343,30 +343,15 @@ def test_an_image_teacher_teaches_a_pruned_image_student(tmp_path):
 def test_a_pushed_student_carries_its_base_and_loads_from_the_hub(student, tmp_path):
     """The student's pruned base goes up with it (``base/``), and the copy pulled back predicts as the local run;
     a student folder without its base refuses to load instead of filling the whole model with its blocks."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
     from adapters_kit import UserError, load
     from adapters_kit.share.hub import files_to_push
-    from tests import hub_standin
-    from tests.test_hub import PUSH_AND_LOAD, ROOT, TOKEN
+    from tests.test_hub import push_and_load
 
     assert {"base/config.json", "base/model.safetensors", "base/tokenizer.json"} <= set(files_to_push(student))
     texts = [t for t, _ in make_texts(2, seed=9)]
-    server, store, endpoint = hub_standin.start()
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(ROOT),
-           "HF_HUB_DISABLE_TELEMETRY": "1"}
-    env.pop("HF_TOKEN", None)
-    try:
-        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(student), TOKEN, json.dumps(texts)],
-                              env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        server.shutdown()
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    _, result, store = push_and_load(student, texts, tmp_path / "hf_home")
     repo = store.repos["user/name"]
     assert "base/model.safetensors" in repo["commits"][repo["branches"]["main"]]
     assert Path(result["folder"], "base", "config.json").is_file()
@@ -376,3 +361,24 @@ def test_a_pushed_student_carries_its_base_and_loads_from_the_hub(student, tmp_p
     shutil.rmtree(broken / "base")
     with pytest.raises(UserError, match="base checkpoint \\(base/\\) is missing"):
         load(broken)
+
+
+def test_a_multilabel_teacher_teaches_soft_label_scores(tiny_model_dir, tmp_path):
+    rng = random.Random(6)
+    rows = []
+    for _ in range(90):
+        topics = rng.sample(sorted(TOPICS), k=rng.randint(1, 2))
+        words = [w for t in topics for w in rng.choices(TOPICS[t], k=3)] + rng.choices(FILLER, k=2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "labels": topics})
+    data = tmp_path / "tags.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", "--model", tiny_model_dir, "--data", str(data), "--output", str(tmp_path / "t"),
+                 "--method", "full", "--epochs", "3", "--lr", "3e-3", "--batch-size", "8"]) == 0
+    assert main(["distill", str(tmp_path / "t"), "--output", str(tmp_path / "s"), "--student", tiny_model_dir,
+                 "--epochs", "3", "--lr", "3e-3", "--batch-size", "8"]) == 0
+    cfg = json.loads((tmp_path / "s" / "train_config.json").read_text())
+    teacher = json.loads((tmp_path / "t" / "metrics.json").read_text())["validation"]
+    student = json.loads((tmp_path / "s" / "metrics.json").read_text())["validation"]
+    assert cfg["task"] == "multi-label" and cfg["best_metric"] == "f1_micro"
+    assert student["f1_micro"] >= teacher["f1_micro"] - 0.1, (student["f1_micro"], teacher["f1_micro"])

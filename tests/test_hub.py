@@ -84,19 +84,26 @@ print("RESULT " + json.dumps({"rc": [rc, rc2], "logits": clf.logits(texts).tolis
 """
 
 
-def test_push_then_load_from_the_hub_standin(run_copy, tmp_path):
+def push_and_load(run: Path, texts: list[str], home: Path):
+    """Push ``run`` as user/name to a fresh Hub stand-in and load it back, in a child process whose Hub cache is
+    ``home``; returns (the child's process, its RESULT, the stand-in's store)."""
     server, store, endpoint = hub_standin.start()
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(ROOT),
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(home), "PYTHONPATH": str(ROOT),
            "HF_HUB_DISABLE_TELEMETRY": "1"}
     env.pop("HF_TOKEN", None)
     try:
-        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(run_copy), TOKEN, json.dumps(TEXTS)],
+        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(run), TOKEN, json.dumps(texts)],
                               env=env, capture_output=True, text=True, timeout=300)
     finally:
         server.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return proc, result, store
+
+
+def test_push_then_load_from_the_hub_standin(run_copy, tmp_path):
+    proc, result, store = push_and_load(run_copy, TEXTS, tmp_path / "hf_home")
     assert result["rc"] == [0, 0]
     repo = store.repos["user/name"]
     assert repo["private"] is True
