@@ -51,8 +51,11 @@ class AdapterTrainer:
     def train(self) -> dict[str, Any]:
         """Run the whole job; returns ``metrics.json``'s content: ``{split: {metric: value}}``."""
         acc = self.accelerator
-        resume_from = check_output(self.cfg.output, self.cfg.overwrite, self.cfg.resume, self.cfg.resume_from,
-                                   inputs=input_paths(*self.cfg.input_specs()))
+        # The main process first: replacing a finished run removes its old checkpoints, which several processes
+        # removing at once would race over; the others then find the folder already cleared.
+        with acc.main_process_first():
+            resume_from = check_output(self.cfg.output, self.cfg.overwrite, self.cfg.resume, self.cfg.resume_from,
+                                       inputs=input_paths(*self.cfg.input_specs()))
         kind = DistillJob if self.cfg.teacher else Job  # a student learns from a teacher run's outputs as well
         job = kind(self.cfg, acc, resume_from, variant=lambda twin: AdapterTrainer(twin, acc).train())
         self.cfg = cfg = job.cfg  # as the modality fitted it (audio clip length)

@@ -63,6 +63,12 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_model_dir, text_file
     import pandas as pd
 
     assert metrics["test"]["n"] == pd.read_csv(text_files["test"])["text"].nunique()
+    # replacing the finished run (and so its checkpoints) from two processes: the main one clears them first
+    before = (tmp_path / "two" / "run_info.json").read_text()
+    run([str(launcher), "launch", "--config_file", "scripts/accelerate_configs/cpu-2proc.yaml",
+         "scripts/train.py", "--config", cfg, "overwrite=true", "seed=7"])
+    assert files(tmp_path / "two") == EXPECTED and (tmp_path / "two" / "run_info.json").read_text() != before
+    assert json.loads((tmp_path / "two" / "train_config.json").read_text())["seed"] == 7
 
 
 def test_two_processes_save_the_adapter_one_process_saves_at_the_same_global_batch(tmp_path, tiny_model_dir,
