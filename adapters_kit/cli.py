@@ -19,6 +19,8 @@ from typing import Any
 from adapters_kit.builtin.catalog import DATASETS, MODELS
 from adapters_kit.config import SECTIONS, TrainConfig, field_docs, field_kind, given_values, load_config, section_of
 from adapters_kit.errors import TrainingInterrupted, UserError
+from adapters_kit.serve.options import add_arguments as add_serve_arguments
+from adapters_kit.serve.options import settings_from
 
 NOT_FLAGS = ("extra",)
 """Config fields with no flag (free-form notes: YAML or the Python API only). Every other field of ``TrainConfig``
@@ -168,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--data", help="data spec to measure accuracy and speed on (as for eval)")
     ex.add_argument("--split", default="test")
     ex.add_argument("--max-samples", type=int, help="measure on at most this many examples of the split")
+    sv = sub.add_parser("serve", help="serve run folders over HTTP, sharing base models (FastAPI + uvicorn)")
+    add_serve_arguments(sv)
     sub.add_parser("models", help="list built-in backbones")
     sub.add_parser("datasets", help="list built-in datasets")
     return p
@@ -348,6 +352,12 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from adapters_kit.serve.server import serve
+
+    return serve(settings_from(args))
+
+
 def cmd_list(items: dict) -> int:
     tasks = all(hasattr(a, "task") for a in items.values())  # data sets name their task; backbones have none
     rows = [[a.name, a.modality, *([a.task] if tasks else []), "yes" if a.installed() else "no", a.description,
@@ -376,11 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("train", "distill", "sweep", "eval", "predict", "export"):
+    if args.command in ("train", "distill", "sweep", "eval", "predict", "export", "serve"):
         _quiet_libraries()
     commands = {"train": cmd_train, "distill": cmd_distill, "sweep": cmd_sweep, "eval": cmd_eval,
                 "predict": cmd_predict, "report": cmd_report,
-                "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export,
+                "compare": cmd_compare, "card": cmd_card, "push": cmd_push, "export": cmd_export, "serve": cmd_serve,
                 "models": lambda a: cmd_list(MODELS), "datasets": lambda a: cmd_list(DATASETS)}
     try:
         return commands[args.command](args)

@@ -22,15 +22,18 @@ LAYER = {
     "distill": 3, "distill.student": 3, "distill.teacher": 3, "distill.speed": 3, "distill.job": 3,
     "train": 3, "train.loop": 3, "train.resume": 3, "train.setup": 3, "train.job": 3,
     "evaluation": 3, "evaluation.evaluator": 3, "runs.checkpoint": 3,
-    "runs": 4, "runs.inference": 4, "runs.card": 4, "runs.plots": 4, "runs.report": 4,
+    "runs": 4, "runs.inference": 4, "runs.pool": 4, "runs.card": 4, "runs.plots": 4, "runs.report": 4,
     "share": 4, "share.hub": 4, "share.export": 4, "share.measure": 4, "share.token_export": 4,
+    "serve": 5, "serve.options": 5, "serve.inputs": 5, "serve.batcher": 5, "serve.metrics": 5, "serve.app": 5,
+    "serve.paths": 5, "serve.server": 5,
     "cli": 5, "trainer": 5, "__init__": 5, "__main__": 5, "sweep": 5,
 }
 L1_PEERS = {"modalities", "model.heads", "methods", "tasks"}
 """L1 strategies never import each other (inside a subpackage, its modules may)."""
 ONLY = {"accelerate": {"train.loop", "train.setup", "train.job", "evaluation.evaluator", "runs.checkpoint",
                        "runs.inference", "share.hub", "share.export", "cli", "trainer"},
-        "peft": {"methods.adapters", "runs.checkpoint"},
+        "peft": {"methods.adapters", "runs.checkpoint", "runs.pool"},
+        "fastapi": {"serve.app"}, "uvicorn": {"serve.server"}, "prometheus_client": {"serve.metrics"},
         "datasets": {"data.splits", "data.files", "data.loaders", "data.conll", "modalities", "model.features", "cli"},
         "huggingface_hub": {"share.hub"}, "optuna": {"sweep"}, "matplotlib": {"runs.plots"},
         "rich": {"runs.report", "cli"}}

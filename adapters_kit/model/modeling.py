@@ -47,13 +47,16 @@ class AdapterClassifier(nn.Module):
         (batch, channels, height, width) are pooled over their positions; an attention mask over audio samples
         is reduced to the backbone's frames before pooling.
         """
-        out = self.backbone(**inputs)
+        return self.pooled(self.backbone(**inputs), inputs.get("attention_mask"))
+
+    def pooled(self, out, mask: torch.Tensor | None) -> torch.Tensor:
+        """This model's pooling of a backbone output (``features`` = backbone, then this): a server that runs one
+        backbone pass for several runs pools the same output once per run."""
         if self.pooling == "pooler" and getattr(out, "pooler_output", None) is not None:
             return out.pooler_output.flatten(1)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         if hidden.dim() == 4:
             hidden = hidden.flatten(2).transpose(1, 2)
-        mask = inputs.get("attention_mask")
         if mask is not None and mask.shape[1] != hidden.shape[1]:
             mask = self._frame_mask(mask, hidden.shape[1])
         return self.pool(hidden, mask)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -176,7 +177,7 @@ class LoadedRun:
     def task(self) -> Task:
         """The run's task bound to its saved label space (runs written before tasks were recorded:
         classification)."""
-        return get_task(self.cfg.task or DEFAULT_TASK, self.labels, self.cfg)
+        return bound_task(self.cfg, self.labels)
 
     def data_config(self, data: str, text_column: str | None = None, label_column: str | None = None,
                     text_pair_column: str | None = None) -> TrainConfig:
@@ -186,6 +187,11 @@ class LoadedRun:
                                 text_column=text_column or self.info.get("input_column"),
                                 text_pair_column=text_pair_column or self.info.get("pair_column"),
                                 label_column=label_column or self.info.get("label_column"))
+
+
+def bound_task(cfg: TrainConfig, labels: LabelMap) -> Task:
+    """A run's task bound to its label space (runs written before tasks were recorded: classification)."""
+    return get_task(cfg.task or DEFAULT_TASK, labels, cfg)
 
 
 def read_json(path: Path, expect: type | None = None) -> Any:
@@ -299,9 +305,53 @@ def check_format(root: Path, info: dict[str, Any]) -> None:
                         f"to {FORMAT_VERSION}); upgrade adapters_kit to load it")
 
 
-def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
-    """Rebuild the trained classifier of a run folder, in eval mode. ``base_model`` overrides where the
-    backbone is loaded from (a local copy when the recorded one is elsewhere)."""
+@dataclass
+class RunParts:
+    """A run folder read and checked, all but its adapted backbone: what :func:`load_run` builds a model from,
+    and what a server that shares one backbone among several runs attaches to its own."""
+
+    root: Path
+    cfg: TrainConfig
+    labels: LabelMap
+    info: dict[str, Any]
+    modality: Any
+    base: str
+    """Where the run's base model is on this machine (:func:`resolve_base`)."""
+    processor: Any
+    head_state: dict[str, Any]
+
+    def task(self) -> Task:
+        """The run's task bound to its saved label space."""
+        return bound_task(self.cfg, self.labels)
+
+    def adapter(self):
+        """The run's adapter strategy (:mod:`adapters_kit.methods.adapters`): how its backbone state is restored."""
+        return get_recipe(self.cfg.method).adapter(self.cfg)
+
+    def load_backbone(self):
+        """A fresh copy of the run's base model (not yet adapted)."""
+        return self.modality.load_backbone(self.base, self.processor)
+
+    def build(self, backbone) -> AdapterClassifier:
+        """The run's classifier over ``backbone`` (already adapted): its pooling and its saved head, in eval mode."""
+        with self.mismatch():
+            head = build_head(self.cfg.head, feature_dim(backbone), len(self.labels), self.cfg.head_dropout)
+            head.load_state_dict(self.head_state)
+        return AdapterClassifier(backbone, self.cfg.pooling, head).eval()
+
+    @contextmanager
+    def mismatch(self):
+        """Turn the errors of loading this run's adapter or head onto a base it does not fit into one line."""
+        try:
+            yield
+        except (ValueError, RuntimeError, KeyError, SafetensorError) as e:  # missing target modules, shape mismatches
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise UserError(f"the adapter or head in {self.root} does not match base model {self.base} ({reason}); "
+                            f"load it with the model it was trained on (API: base_model=...)") from None
+
+
+def read_run(directory: str | Path, base_model: str | None = None) -> RunParts:
+    """Read and check a run folder's files (config, labels, head, processor) and find its base model."""
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"run folder {root} does not exist; give the --output folder of a training run")
@@ -315,15 +365,14 @@ def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
         raise damaged(root / "labels.json", f"it lists {len(labels)} labels but head.safetensors scores "
                                             f"{head_classes(head_state)} classes")
     modality = get_modality(info.get("modality", "text"), cfg)
-    path = resolve_base(root, cfg, info, base_model)
-    processor = modality.load_processor(str(root))
-    try:
-        backbone = get_recipe(cfg.method).adapter(cfg).load(modality.load_backbone(path, processor), str(root))
-        head = build_head(cfg.head, feature_dim(backbone), len(labels), cfg.head_dropout)
-        head.load_state_dict(head_state)
-    except (ValueError, RuntimeError, KeyError, SafetensorError) as e:  # missing target modules, shape mismatches
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"the adapter or head in {root} does not match base model {path} ({reason}); load it with "
-                        f"the model it was trained on (API: base_model=...)") from None
-    model = AdapterClassifier(backbone, cfg.pooling, head).eval()
-    return LoadedRun(model, processor, cfg, labels, info, modality)
+    base = resolve_base(root, cfg, info, base_model)
+    return RunParts(root, cfg, labels, info, modality, base, modality.load_processor(str(root)), head_state)
+
+
+def load_run(directory: str | Path, base_model: str | None = None) -> LoadedRun:
+    """Rebuild the trained classifier of a run folder, in eval mode. ``base_model`` overrides where the
+    backbone is loaded from (a local copy when the recorded one is elsewhere)."""
+    parts = read_run(directory, base_model)
+    with parts.mismatch():
+        backbone = parts.adapter().load(parts.load_backbone(), str(parts.root))
+    return LoadedRun(parts.build(backbone), parts.processor, parts.cfg, parts.labels, parts.info, parts.modality)

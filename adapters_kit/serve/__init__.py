@@ -1,0 +1,1 @@
+"""``adapters-kit serve``: many run folders behind one HTTP server (FastAPI + uvicorn), sharing base models."""
