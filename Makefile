@@ -44,8 +44,9 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/adapters-kit train --config scripts/configs/bbc_lora.yaml --overwrite
 
+# The slowest tests are listed at the end: the whole suite must stay under 25 minutes on 2 cores.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: install
 	$(PY) -m pytest -q -m "not integration"

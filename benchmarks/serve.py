@@ -49,7 +49,7 @@ def prepare(root: Path, train_samples: int) -> tuple[dict[str, str], dict[str, l
         if not (Path(runs[name]) / "run_info.json").is_file():
             adapters_kit.AdapterTrainer(adapters_kit.TrainConfig(
                 data=splits["data"], method="lora", output=runs[name], max_train_samples=train_samples,
-                epochs=1, overwrite=True)).train()
+                max_eval_samples=200, epochs=1, overwrite=True)).train()
         texts[name] = [str(t) for t in read_split(splits["files"]["test"])["text"]]
     return runs, texts
 

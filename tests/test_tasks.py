@@ -468,3 +468,30 @@ def test_a_token_run_exports_as_a_stock_token_classification_checkpoint(token_ru
     assert [(e["entity_group"], e["start"], e["end"]) for e in tagger(" ".join(words))] == expected
     assert_one_line_error(main, ["export", str(out), "--to", "onnx", "--output", str(tmp_path / "x")],
                           "its ONNX and int8 exports are not built yet", capsys, tmp_path)
+
+
+def _close(a, b, tol=1e-5) -> bool:
+    """Equal structures of dicts / lists / strings, floats within ``tol``."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return abs(a - b) <= tol
+    return a == b
+
+
+def test_served_task_types_answer_what_load_answers(multilabel_run, regression_run, token_run):
+    """``adapters-kit serve``'s model pool, one batch over three task types: each answer is load()'s."""
+    from adapters_kit.runs.pool import Pool, Request
+
+    runs = {"tags": multilabel_run[0], "score": regression_run[0], "ner": token_run[0]}
+    texts = ["the match goal today and the phone chip", "market shares profit"]
+    pool = Pool()
+    for name, out in runs.items():
+        pool.load(out, name)
+    answers = pool.predict([Request(name, texts) for name in runs])
+    for (name, out), answer in zip(runs.items(), answers):
+        expected = load(out)(texts)
+        assert _close(answer, expected), (name, answer, expected)
+    assert answers[2][0] and answers[2][0][0]["entity_group"] in {"SPORT", "TECH", "BUSINESS"}

@@ -33,6 +33,8 @@ from adapters_kit.runs.inference import Classifier
 BASE = "__base__"
 """PEFT's name for "no adapter" in a mixed batch; here also the identity of every run that adds no PEFT adapter."""
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PADDING_SLACK = 1.25
+"""A backbone pass pads its texts to at most this many times their real tokens (texts are sorted by length)."""
 
 
 class UnknownAdapter(KeyError):
@@ -97,7 +99,7 @@ class Served:
                 "labels": list(self.parts.labels.names), "method": cfg.method, "base_model": cfg.model,
                 "sentence_pairs": bool(info.get("pair_column")),
                 "trainable_parameters": info.get("trainable_parameters"), "shares_backbone_with":
-                sorted(self.backbone.users - {self.name})}
+                sorted(set(self.backbone.users) - {self.name})}
 
 
 @dataclass
@@ -236,20 +238,21 @@ class Pool:
             if (served.identity, key) not in unique:
                 unique[(served.identity, key)] = len(entries)
                 entries.append((served.identity, item))
-        mixes = backbone.mixes(any(row[2].dora for row in group))
-        order = sorted(range(len(entries)), key=lambda e: "" if mixes else entries[e][0])  # per adapter if unmixable
-        chunks, current = [], []
-        for e in order:
-            if current and (len(current) == self.max_batch_size or
-                            (not mixes and entries[current[0]][0] != entries[e][0])):
-                chunks.append(current)
-                current = []
-            current.append(e)
-        chunks.append(current)
-        located = {}  # entry -> (chunk output, mask, row in chunk)
-        for chunk in chunks:
-            out, mask = self._forward(first, backbone, [entries[e] for e in chunk])
-            located.update({e: (out, mask, r) for r, e in enumerate(chunk)})
+        modality, processor = first.parts.modality, first.parts.processor
+        enc = modality.encode(processor, [item for _, item in entries])
+        encoded = [dict(zip(enc.keys(), row)) for row in zip(*enc.values())]
+        located = {}  # entry -> (pass output, mask, row in the pass)
+        collate = modality.collator(processor)
+        for chunk in self._passes(encoded, [identity for identity, _ in entries],
+                                  backbone.mixes(any(row[2].dora for row in group))):
+            inputs = collate([encoded[e] for e in chunk])
+            identities = [entries[e][0] for e in chunk]
+            if len(set(identities)) == 1:
+                with backbone.using(identities[0]):
+                    out = backbone.module(**inputs)
+            else:
+                out = backbone.module(**inputs, adapter_names=identities)
+            located.update({e: (out, inputs.get("attention_mask"), r) for r, e in enumerate(chunk)})
         answers, pooled = {}, {}
         for i, j, served, _, key in group:
             out, mask, r = located[unique[(served.identity, key)]]
@@ -259,16 +262,24 @@ class Pool:
             answers[(i, j)] = served.model.head(pooled[cache][r:r + 1])[0]
         return answers
 
-    def _forward(self, first: Served, backbone: Backbone, entries: list[tuple[str, Any]]):
-        """One backbone pass over ``entries`` (identity, item), encoded by ``first``'s processor and settings."""
-        modality, processor = first.parts.modality, first.parts.processor
-        enc = modality.encode(processor, [item for _, item in entries])
-        inputs = modality.collator(processor)([dict(zip(enc.keys(), row)) for row in zip(*enc.values())])
-        identities = [identity for identity, _ in entries]
-        if len(set(identities)) == 1:
-            with backbone.using(identities[0]):
-                return backbone.module(**inputs), inputs.get("attention_mask")
-        return backbone.module(**inputs, adapter_names=identities), inputs.get("attention_mask")
+    def _passes(self, encoded: list[dict], identities: list[str], mixes: bool) -> list[list[int]]:
+        """Entries cut into backbone passes: at most ``max_batch_size`` each, one adapter per pass unless the
+        backbone ``mixes`` adapters, and texts ordered by length so that a pass pads little: a pass closes when
+        padding to its longest text would make it more than ``PADDING_SLACK`` times its real tokens."""
+        lengths = [len(e["input_ids"]) if "input_ids" in e else 1 for e in encoded]
+        order = sorted(range(len(encoded)), key=lambda e: ("" if mixes else identities[e], lengths[e]))
+        passes, current, tokens = [], [], 0
+        for e in order:
+            longest = max(lengths[e], max((lengths[c] for c in current), default=0))
+            if current and (len(current) == self.max_batch_size or (not mixes and identities[current[0]] !=
+                                                                    identities[e])
+                            or longest * (len(current) + 1) > PADDING_SLACK * (tokens + lengths[e])):
+                passes.append(current)
+                current, tokens = [], 0
+            current.append(e)
+            tokens += lengths[e]
+        passes.append(current)
+        return passes
 
 
 def encoding(parts: RunParts) -> tuple:

@@ -189,7 +189,7 @@ async def health(request: Request):
 @router.get("/v1/adapters")
 async def adapters(request: Request):
     """Every loaded adapter: name, task, modality, labels, method, base model, trainable parameters."""
-    return {"adapters": [s.describe() for s in _server(request).pool.served.values()]}
+    return {"adapters": [s.describe() for s in list(_server(request).pool.served.values())]}
 
 
 @router.post("/v1/predict", openapi_extra={"requestBody": {"required": True, "content": {
