@@ -358,3 +358,42 @@ def test_playground_page_predicts_in_headless_chromium(client, runs):
     rows = re.findall(r'class="row prediction"><span>([^<]+)</span>.*?<span>([0-9.]+)</span>', dom)
     expected = load(runs["lora-b"])("market shares profit", top_k=3)[0]
     assert rows == [(p["label"], f"{p['score']:.3f}") for p in expected] and len(rows) == 3
+
+
+def test_audio_bytes_decode_to_the_runs_sampling_rate_and_bad_bytes_are_one_line():
+    """Base64 audio (a WAV at 8 kHz) becomes the waveform an audio run reads at its own rate (16 kHz here)."""
+    from io import BytesIO
+    from types import SimpleNamespace
+
+    import numpy as np
+    import soundfile as sf
+
+    from adapters_kit.serve import inputs
+
+    served = SimpleNamespace(name="speech", words=False, parts=SimpleNamespace(
+        modality=SimpleNamespace(name="audio"), processor=SimpleNamespace(sampling_rate=16000), info={}))
+    wave = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32)
+    buf = BytesIO()
+    sf.write(buf, wave, 8000, format="WAV")
+    b64 = base64.b64encode(buf.getvalue()).decode()
+    items, keys = inputs.parse(served, [b64, f"data:audio/wav;base64,{b64}"], max_inputs=4)
+    assert [len(x) for x in items] == [16000, 16000] and keys[0] == keys[1]
+    with pytest.raises(inputs.InputError, match=r"^input 0: not a readable audio file \("):
+        inputs.parse(served, [base64.b64encode(b"RIFF....").decode()], max_inputs=4)
+
+
+def test_unloading_the_last_adapter_of_a_base_leaves_its_probes_answering(runs):
+    pool = Pool()
+    pool.load(runs["probe-a"])
+    pool.load(runs["lora-a"])
+    pool.unload("lora-a")  # the PeftModel is taken off the base: the probe reads the plain model again
+    assert_same(pool.predict([Request("probe-a", TEXTS)])[0], load(runs["probe-a"])(TEXTS))
+    pool.load(runs["lora-b"])
+    got = pool.predict([Request("lora-b", TEXTS), Request("probe-a", TEXTS)])
+    assert_same(got[0], load(runs["lora-b"])(TEXTS))
+    assert_same(got[1], load(runs["probe-a"])(TEXTS))
+    with pytest.raises(Exception, match="does not exist"):
+        pool.load(runs["lora-a"] + "-missing")
+    pool.unload("lora-b")
+    pool.unload("probe-a")
+    assert pool.backbones == [] and pool.served == {}

@@ -139,17 +139,22 @@ class Pool:
         parts = read_run(root)
         adapter = parts.adapter()
         key = (os.path.realpath(parts.base), parts.modality.name, parts.modality.signature(parts.processor))
-        with parts.mismatch():
-            if adapter.peft:
-                backbone, identity, dora = self._attach_peft(parts, key, name)
-            elif adapter.frozen_backbone:  # a probe: the base model's own forward
-                backbone, identity, dora = self._backbone(parts, key, lambda b: True), BASE, False
-            else:  # weights of its own
-                module = adapter.load(parts.load_backbone(), str(root))
-                backbone, identity, dora = Backbone(key + (name,), module.eval(), shared=False), BASE, False
-                self.backbones.append(backbone)
+        try:
+            with parts.mismatch():
+                if adapter.peft:
+                    backbone, identity, dora = self._attach_peft(parts, key, name)
+                elif adapter.frozen_backbone:  # a probe: the base model's own forward
+                    backbone, identity, dora = self._backbone(parts, key, lambda b: True), BASE, False
+                else:  # weights of its own
+                    module = adapter.load(parts.load_backbone(), str(root))
+                    backbone, identity, dora = Backbone(key + (name,), module.eval(), shared=False), BASE, False
+                    self.backbones.append(backbone)
+                model = parts.build(backbone.module)
+        except BaseException:
+            self.backbones = [b for b in self.backbones if b.users]  # one loaded for this run alone goes again
+            raise
         backbone.users.add(name)
-        model = parts.build(backbone.module)
+        self._sync(backbone)
         served = Served(name, parts, backbone, identity, model, dora, encoding(parts), parts.task())
         self.served[name] = served
         return served
@@ -183,10 +188,19 @@ class Pool:
         backbone = served.backbone
         backbone.users.discard(name)
         if served.identity != BASE:
-            backbone.module.delete_adapter(name)
+            if any(self.served[user].identity != BASE for user in backbone.users):
+                backbone.module.delete_adapter(name)
+            else:  # its last PEFT adapter: back to the plain model (probes may still use it)
+                backbone.module, backbone.peft_type = backbone.module.unload().eval(), None
+        self._sync(backbone)
         if not backbone.users:
             self.backbones.remove(backbone)
         gc.collect()
+
+    def _sync(self, backbone: Backbone) -> None:
+        """Point every run on ``backbone`` at its current module (wrapped in, or unwrapped from, a ``PeftModel``)."""
+        for user in backbone.users & self.served.keys():
+            self.served[user].model.backbone = backbone.module
 
     @torch.inference_mode()
     def predict(self, requests: list[Request]) -> list[Any]:
@@ -223,7 +237,6 @@ class Pool:
 
     def _tag(self, served: Served, request: Request) -> list:
         """Token classification, per request through the run's own :class:`Classifier` on the shared backbone."""
-        served.model.backbone = served.backbone.module  # a probe's backbone may have been wrapped since it loaded
         run = LoadedRun(served.model, served.parts.processor, served.parts.cfg, served.parts.labels,
                         served.parts.info, served.parts.modality)
         with served.backbone.using(served.identity):
