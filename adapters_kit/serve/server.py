@@ -40,5 +40,8 @@ def serve(settings: ServeSettings) -> int:
     logging.getLogger("adapters_kit").setLevel(logging.INFO)
     log.info("%d adapter(s) on %d backbone(s): %s", len(pool.served), len(pool.backbones),
              ", ".join(pool.served) or "none yet")
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn hands the Ctrl-C it drained on back once it stopped: a normal stop
+        pass
     return 0
