@@ -11,7 +11,7 @@ LAYER = {
     "runs.atomic": 0, "runs.output": 0, "train.result": 0,
     "builtin": 1, "builtin.catalog": 1, "builtin.convert": 1, "builtin.task_data": 1, "builtin.resolve": 1,
     "modalities": 1,
-    "data.media": 1, "model.dropout": 1, "model.heads": 1, "evaluation.metrics": 1,
+    "data.media": 1, "evaluation.timing": 1, "model.dropout": 1, "model.heads": 1, "evaluation.metrics": 1,
     "methods": 1, "methods.adapters": 1, "methods.solvers": 1, "methods.recipe": 1, "methods.lp_ft": 1,
     "methods.domain": 1, "methods.autoencoder": 1, "train.objectives": 1,
     "tasks": 1, "tasks.base": 1, "tasks.labels": 1, "tasks.classification": 1, "tasks.multilabel": 1,

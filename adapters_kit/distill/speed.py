@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
 from adapters_kit.data.splits import make_loader, prepare
 from adapters_kit.errors import UserError
+from adapters_kit.evaluation.timing import in_turns
 
 BATCH_SIZE = 32
 
@@ -19,18 +19,10 @@ def input_batches(inputs: Any, modality: Any, processor: Any, batch_size: int = 
     return list(make_loader(prepared, modality.collator(processor), batch_size, shuffle=False))
 
 
-@torch.inference_mode()
 def examples_per_second(models: list[tuple[torch.nn.Module, list[dict]]]) -> list[float]:
-    """Each model's examples/s over its batches (the same inputs for every model). After one warm-up batch each,
-    the models take turns batch by batch, so a machine whose load changes slows them all alike."""
-    for model, batches in models:
-        model.eval()(**batches[0])
-    seconds = [0.0] * len(models)
-    for i in range(len(models[0][1])):
-        for j, (model, batches) in enumerate(models):
-            start = time.perf_counter()
-            model(**batches[i])
-            seconds[j] += time.perf_counter() - start
+    """Each model's examples/s over its batches (the same inputs for every model), timed in turns
+    (:func:`adapters_kit.evaluation.timing.in_turns`)."""
+    seconds, _ = in_turns([lambda b, m=model.eval(): m(**b) for model, _ in models], [b for _, b in models])
     count = sum(len(next(iter(b.values()))) for b in models[0][1])
     return [count / max(s, 1e-9) for s in seconds]
 

@@ -3,11 +3,11 @@ and how often the two decide alike."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
+from adapters_kit.evaluation.timing import in_turns
 from adapters_kit.runs.checkpoint import LoadedRun
 
 
@@ -31,17 +31,8 @@ def measure(rows: list[dict], batches: list[dict[str, torch.Tensor]], where: str
     batches carry labels) over ``batches`` (read from ``where``); returns lines comparing each artefact's
     predictions with the first row's (the run's)."""
     labels = [b.pop("labels") for b in batches] if "labels" in batches[0] else None
-    seconds, outs = [0.0] * len(rows), [[] for _ in rows]
-    with torch.inference_mode():
-        for row in rows:
-            row["predict"](batches[0])  # warm-up
-        # Artefacts take turns batch by batch, so a machine whose load changes (shared cores) slows all alike.
-        for batch in batches:
-            for i, row in enumerate(rows):
-                start = time.perf_counter()
-                outs[i].append(row["predict"](batch).float())
-                seconds[i] += time.perf_counter() - start
-    outputs = [_stacked(o) for o in outs]
+    seconds, outs = in_turns([row["predict"] for row in rows], [batches] * len(rows))
+    outputs = [_stacked([o.float() for o in out]) for out in outs]
     metric = task.card_columns[0]
     for row, out, elapsed in zip(rows, outputs, seconds):
         row["examples_per_second"] = len(out) / max(elapsed, 1e-9)
