@@ -122,8 +122,8 @@ def test_overwrite_replaces_a_run(capsys, train_args, tmp_path):
 
 def test_bad_flag_values(capsys, train_args):
     assert "epochs must be a positive integer" in error_of(capsys, train_args + ["--epochs", "0"])
-    expected = ("unknown method 'adapterfusion'; choose one of: autoencoder-pretrain, dann, dora, full, ia3, joint, "
-                "loha, lokr, lora, lp-ft, probe, unfreeze-top-k")
+    expected = ("unknown method 'adapterfusion'; choose one of: autoencoder-pretrain, contrastive, dann, dora, full, "
+                "ia3, joint, loha, lokr, lora, lp-ft, probe, unfreeze-top-k")
     assert expected in error_of(capsys, train_args + ["--method", "adapterfusion"])
     assert "unknown pooling 'max'" in error_of(capsys, train_args + ["--pooling", "max"])
 

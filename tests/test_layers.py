@@ -18,7 +18,7 @@ LAYER = {
     "tasks.regression": 1, "evaluation.multilabel": 1, "evaluation.regression": 1, "evaluation.entities": 1,
     "data": 2, "data.splits": 2, "data.files": 2, "data.loaders": 2, "data.conll": 2, "tasks.token": 1,
     "model": 2, "model.modeling": 2, "model.features": 2,
-    "methods.distillation": 1,
+    "methods.distillation": 1, "methods.contrastive": 1,
     "distill": 3, "distill.student": 3, "distill.teacher": 3, "distill.speed": 3, "distill.job": 3,
     "train": 3, "train.loop": 3, "train.resume": 3, "train.setup": 3, "train.job": 3,
     "evaluation": 3, "evaluation.evaluator": 3, "runs.checkpoint": 3,

@@ -73,7 +73,8 @@ def test_every_method_has_a_recipe_with_a_main_stage_last():
 
 
 def test_unknown_names_list_the_registered_ones():
-    with pytest.raises(UserError, match="unknown method 'nope'; choose one of: autoencoder-pretrain, dann"):
+    with pytest.raises(UserError, match="unknown method 'nope'; choose one of: autoencoder-pretrain, contrastive, "
+                                        "dann"):
         get_recipe("nope")
     with pytest.raises(UserError, match="unknown adapter 'nope'; choose one of: dora, full"):
         build_adapter("nope")

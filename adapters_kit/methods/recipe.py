@@ -84,6 +84,10 @@ class Recipe:
     pooled: bool = False
     """True when the method works on one pooled vector per input (cached features, extra heads on them), so it
     cannot serve a task that scores every token."""
+    solves_head: bool = False
+    """True when the main stage solves the head as a logistic regression (the task must be single-label)."""
+    min_per_label: int = 1
+    """Training examples every label needs (a method that learns from pairs of one label needs two)."""
 
     def adapter(self, cfg) -> Adapter:
         return build_adapter(cfg.adapter if self.wraps else cfg.method)
@@ -176,8 +180,8 @@ class ClosedForm:
         start = time.perf_counter()
         iterations = fit_logistic(model.head[-1], features, labels)
         seconds = time.perf_counter() - start
-        ctx.print(f"probe solved with L-BFGS: {iterations} iterations over {len(labels)} cached feature vectors in "
-                  f"{seconds:.2f} s")
+        ctx.print(f"linear head solved with L-BFGS: {iterations} iterations over {len(labels)} cached feature "
+                  f"vectors in {seconds:.2f} s")
         result = TrainResult(best_epoch=1, best_step=iterations, train_seconds=seconds, train_samples=len(labels),
                              on_features=True)
         for split in ctx.cfg.split_list():

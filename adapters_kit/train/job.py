@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import resource
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +53,22 @@ def check_task(cfg: TrainConfig, task: Any, recipe: Any) -> None:
     if cfg.probe_solver == "lbfgs" and not task.closed_form:
         raise UserError(f"invalid config: --probe-solver lbfgs solves a logistic regression, which does not fit "
                         f"task {task.name}; use --probe-solver adamw")
+    if recipe.solves_head and not task.closed_form:
+        raise UserError(f"invalid config: --method {cfg.method} solves its head as a logistic regression, which does "
+                        f"not fit task {task.name}; choose another method")
+
+
+def check_label_counts(cfg: TrainConfig, splits: Splits, recipe: Any) -> None:
+    """Refuse training data in which a label has fewer examples than the method needs."""
+    if recipe.min_per_label <= 1:
+        return
+    counts = Counter(splits.datasets["train"]["label"])
+    short = [(name, counts.get(i, 0)) for i, name in enumerate(splits.labels.names)
+             if counts.get(i, 0) < recipe.min_per_label]
+    if short:
+        listed = ", ".join(f"{name!r} ({n})" for name, n in short[:5])
+        raise UserError(f"--method {cfg.method} needs at least {recipe.min_per_label} training examples of every "
+                        f"label; too few of {listed}: add examples or use another method")
 
 
 class Job:
@@ -75,6 +92,7 @@ class Job:
                                cache_features=cfg.cache_features and self.task.pooling is None)
         self.modality.cfg = self.cfg
         check_task(self.cfg, self.task, self.recipe)
+        check_label_counts(self.cfg, self.splits, self.recipe)
         self.collate = self.modality.collator(self.processor)
         missing = [s for s in self.cfg.split_list() if s not in self.splits.datasets]
         if missing:
