@@ -18,7 +18,7 @@ from adapters_kit.config import TrainConfig, from_dict
 from adapters_kit.data.splits import Splits, add_rows, load_inputs, load_splits, prepare
 from adapters_kit.distill.speed import BATCH_SIZE, examples_per_second, input_batches
 from adapters_kit.distill.student import depth_field, layer_map, student_base, teacher_depth
-from adapters_kit.distill.teacher import teacher_outputs
+from adapters_kit.distill.teacher import teacher_key, teacher_outputs
 from adapters_kit.errors import UserError
 from adapters_kit.methods.adapters import Full
 from adapters_kit.methods.distillation import LABELLED, TEACHER, Distillation
@@ -89,6 +89,7 @@ class DistillJob(Job):
     def __init__(self, cfg: TrainConfig, accelerator, resume_from=None, variant=None):
         self.teacher = load_run(cfg.teacher)
         check_student(cfg, self.teacher)
+        self.teacher_key = teacher_key(self.teacher)  # hashed once: names the student base and the outputs cache
         self.keep: list[int] | None = None
         self.depth = teacher_depth(self.teacher) if cfg.student_layers or cfg.student_layer_map else None
         if self.depth is not None:
@@ -102,7 +103,7 @@ class DistillJob(Job):
         modality = self.teacher.info.get("modality", "text")
         if self.keep is not None:
             with self.acc.main_process_first():
-                return str(student_base(self.teacher, self.keep)), modality
+                return str(student_base(self.teacher, self.keep, self.teacher_key)), modality
         path, kind = resolve_model(cfg.model)
         if kind != modality:
             raise UserError(f"student {cfg.model} takes {kind} but teacher {cfg.teacher} reads {modality}; choose a "
@@ -132,13 +133,13 @@ class DistillJob(Job):
 
     def _taught(self, train: Any) -> Any:
         cfg = self.cfg
-        outputs, hit = teacher_outputs(self.teacher, train, cfg.eval_batch_size)
+        outputs, hit = teacher_outputs(self.teacher, train, cfg.eval_batch_size, self.teacher_key)
         self.print(f"teacher outputs for {len(train)} training examples {'from the cache' if hit else 'computed'}")
         taught = train.add_column(TEACHER, outputs.tolist()).add_column(LABELLED, [1] * len(train))
         self.teacher_figures["labelled_examples"] = len(train)
         if cfg.unlabeled_data:
             extra = load_inputs(cfg.unlabeled_data, self.modality, cfg.text_column, cfg.text_pair_column)
-            more, hit = teacher_outputs(self.teacher, extra, cfg.eval_batch_size)
+            more, hit = teacher_outputs(self.teacher, extra, cfg.eval_batch_size, self.teacher_key)
             self.print(f"teacher outputs for {len(extra)} inputs of {cfg.unlabeled_data} "
                        f"{'from the cache' if hit else 'computed'}")
             extra = extra.add_column(TEACHER, more.tolist()).add_column(LABELLED, [0] * len(extra))

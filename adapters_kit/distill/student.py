@@ -104,9 +104,10 @@ def prune(backbone: nn.Module, keep: list[int]) -> nn.Module:
     return backbone
 
 
-def student_base(teacher: LoadedRun, keep: list[int]) -> Path:
-    """The folder of the pruned student's base checkpoint (written once per teacher and block choice)."""
-    key = hashlib.sha256((backbone_fingerprint(teacher.model) + repr(keep)).encode()).hexdigest()[:32]
+def student_base(teacher: LoadedRun, keep: list[int], key: str | None = None) -> Path:
+    """The folder of the pruned student's base checkpoint (written once per teacher and block choice). ``key``: a
+    fingerprint of the teacher's weights (``distill.teacher.teacher_key``) when the caller has one already."""
+    key = hashlib.sha256(((key or backbone_fingerprint(teacher.model)) + repr(keep)).encode()).hexdigest()[:32]
     path = cache_root() / "students" / key
     if not (path / "config.json").is_file():
         with atomic_dir(path) as tmp:

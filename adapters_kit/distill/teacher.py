@@ -47,11 +47,13 @@ def run_teacher(teacher: LoadedRun, prepared: Any, batch_size: int) -> torch.Ten
     return torch.cat(outputs)
 
 
-def teacher_outputs(teacher: LoadedRun, inputs: Any, batch_size: int = 64) -> tuple[torch.Tensor, bool]:
+def teacher_outputs(teacher: LoadedRun, inputs: Any, batch_size: int = 64,
+                    key: str | None = None) -> tuple[torch.Tensor, bool]:
     """(the teacher's outputs for each row of ``inputs``, a data set whose ``input`` column holds raw inputs;
-    whether they came from the cache). No other column is read."""
+    whether they came from the cache). No other column is read. ``key``: :func:`teacher_key` of the teacher, when
+    the caller has it already."""
     prepared = prepare(inputs.select_columns(["input"]), teacher.modality, teacher.processor)
-    key = hashlib.sha256((teacher_key(teacher) + split_fingerprint(prepared)).encode()).hexdigest()[:32]
+    key = hashlib.sha256(((key or teacher_key(teacher)) + split_fingerprint(prepared)).encode()).hexdigest()[:32]
     path = cache_root() / "teacher" / key
     if (path / OUTPUTS).is_file():
         try:
