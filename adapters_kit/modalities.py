@@ -220,6 +220,11 @@ class _Files(_Base):
         return collate_arrays
 
 
+def encoded_rows(enc: dict[str, list]) -> list[dict]:
+    """``encode``'s columns (one list per model input) as one dict per input, what a collator takes."""
+    return [dict(zip(enc.keys(), row)) for row in zip(*enc.values())]
+
+
 def collate_arrays(items: list[dict]) -> dict[str, torch.Tensor]:
     """Stack per-example arrays; 1-D arrays of different lengths (raw waveforms, their masks) are zero-padded."""
     out = {}

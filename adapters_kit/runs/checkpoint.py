@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from adapters_kit.builtin.catalog import MODELS
 from adapters_kit.config import TrainConfig, from_dict, save_config
 from adapters_kit.data.splits import LabelMap, normalize_label
-from adapters_kit.errors import UserError
+from adapters_kit.errors import UserError, first_line
 from adapters_kit.methods import get_recipe
 from adapters_kit.modalities import get_modality
 from adapters_kit.model.heads import build_head
@@ -345,9 +345,9 @@ class RunParts:
         try:
             yield
         except (ValueError, RuntimeError, KeyError, SafetensorError) as e:  # missing target modules, shape mismatches
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise UserError(f"the adapter or head in {self.root} does not match base model {self.base} ({reason}); "
-                            f"load it with the model it was trained on (API: base_model=...)") from None
+            raise UserError(f"the adapter or head in {self.root} does not match base model {self.base} "
+                            f"({first_line(e)}); load it with the model it was trained on (API: base_model=...)"
+                            ) from None
 
 
 def read_run(directory: str | Path, base_model: str | None = None) -> RunParts:

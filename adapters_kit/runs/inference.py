@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from adapters_kit.errors import UserError
+from adapters_kit.modalities import encoded_rows
 from adapters_kit.runs.checkpoint import LoadedRun, is_hub_id, load_run
 
 
@@ -76,7 +77,7 @@ class Classifier:
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
 
     def _collated(self, enc: dict) -> dict[str, torch.Tensor]:
-        return self.collate([dict(zip(enc.keys(), row)) for row in zip(*enc.values())])
+        return self.collate(encoded_rows(enc))
 
     @torch.inference_mode()
     def _tagged(self, items: list) -> list[tuple[list[dict], torch.Tensor]]:

@@ -27,6 +27,7 @@ from peft import PeftModel
 from torch import nn
 
 from adapters_kit.errors import UserError
+from adapters_kit.modalities import encoded_rows
 from adapters_kit.runs.checkpoint import LoadedRun, RunParts, read_run
 from adapters_kit.runs.inference import Classifier
 
@@ -35,6 +36,10 @@ BASE = "__base__"
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PADDING_SLACK = 1.25
 """A backbone pass pads its texts to at most this many times their real tokens (texts are sorted by length)."""
+
+
+class AdapterExists(UserError):
+    """A run was to be loaded under a name already in use."""
 
 
 class UnknownAdapter(KeyError):
@@ -135,7 +140,7 @@ class Pool:
         if not NAME.fullmatch(name) or name == BASE:
             raise UserError(f"adapter name {name!r} is not allowed; use 1-64 letters, digits, _ or -")
         if name in self.served:
-            raise UserError(f"an adapter named {name!r} is already loaded; unload it first or pick another name")
+            raise AdapterExists(f"an adapter named {name!r} is already loaded; unload it first or pick another name")
         parts = read_run(root)
         adapter = parts.adapter()
         key = (os.path.realpath(parts.base), parts.modality.name, parts.modality.signature(parts.processor))
@@ -253,7 +258,7 @@ class Pool:
                 entries.append((served.identity, item))
         modality, processor = first.parts.modality, first.parts.processor
         enc = modality.encode(processor, [item for _, item in entries])
-        encoded = [dict(zip(enc.keys(), row)) for row in zip(*enc.values())]
+        encoded = encoded_rows(enc)
         located = {}  # entry -> (pass output, mask, row in the pass)
         collate = modality.collator(processor)
         for chunk in self._passes(encoded, [identity for identity, _ in entries],

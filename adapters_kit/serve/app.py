@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from adapters_kit.errors import UserError
-from adapters_kit.runs.pool import Pool, UnknownAdapter
+from adapters_kit.errors import UserError, first_line
+from adapters_kit.runs.pool import AdapterExists, Pool, UnknownAdapter
 from adapters_kit.runs.pool import Request as PoolRequest
 from adapters_kit.serve import inputs
 from adapters_kit.serve.batcher import Batcher, QueueFull
@@ -56,10 +56,6 @@ class LoadBody(BaseModel):
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _validation_message(e: RequestValidationError | ValidationError) -> str:
@@ -225,9 +221,9 @@ def _failure(e: Exception, settings: ServeSettings) -> tuple[int, str, dict | No
     if isinstance(e, UnknownAdapter):  # unloaded while the request waited
         return 404, str(e), None
     if isinstance(e, (UserError, inputs.InputError)):
-        return 422, _first_line(e), None
+        return 422, first_line(e, 300), None
     log.exception("prediction failed")
-    return 500, f"the model failed on this request ({_first_line(e)})", None
+    return 500, f"the model failed on this request ({first_line(e, 300)})", None
 
 
 @router.post("/v1/adapters", status_code=201, dependencies=[Depends(require_key)])
@@ -243,8 +239,10 @@ async def load_adapter(body: LoadBody, request: Request):
         return error(403, str(e))
     except FileNotFoundError as e:
         return error(404, str(e))
+    except AdapterExists as e:
+        return error(409, str(e))
     except UserError as e:
-        return error(409 if "already loaded" in str(e) else 422, _first_line(e))
+        return error(422, first_line(e, 300))
     server.metrics.adapters.set(len(server.pool.served))
     log.info("loaded adapter %s from %s", served.name, path)
     return served.describe()

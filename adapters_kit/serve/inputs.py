@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from adapters_kit.data import media
+from adapters_kit.errors import first_line
 from adapters_kit.runs.pool import Served
 
 
@@ -47,8 +48,7 @@ def _media(served: Served, data: bytes, i: int) -> tuple[Any, str]:
         else:
             item = media.read_audio(io.BytesIO(data), served.parts.processor.sampling_rate)
     except media.UNREADABLE as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
-        raise InputError(f"input {i}: not a readable {kind} file ({reason})") from None
+        raise InputError(f"input {i}: not a readable {kind} file ({first_line(e, 100)})") from None
     return item, hashlib.sha256(data).hexdigest()
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from adapters_kit.errors import UserError
+from adapters_kit.modalities import encoded_rows
 from adapters_kit.model.modeling import AdapterClassifier, feature_dim
 from adapters_kit.runs.atomic import atomic_dir, write_json
 from adapters_kit.runs.checkpoint import LoadedRun, load_run
@@ -162,7 +163,7 @@ def _sample_batches(run: LoadedRun) -> list[dict[str, torch.Tensor]]:
     batches = []
     for inputs in _sample_inputs(modality, getattr(run.processor, "sampling_rate", 16000), (2, 5)):
         enc = run.modality.encode(run.processor, inputs)
-        batches.append(collate([dict(zip(enc.keys(), row)) for row in zip(*enc.values())]))
+        batches.append(collate(encoded_rows(enc)))
     return batches
 
 
