@@ -221,7 +221,7 @@ class Pool:
             except Exception as e:  # noqa: BLE001 - one request's failure is that request's answer
                 results[i] = e
                 continue
-            keys = request.keys or [f"{i}:{j}" for j in range(len(request.items))]  # without keys, never shared
+            keys = request.keys or [(i, j) for j in range(len(request.items))]  # no keys: a tuple, equal to no str
             rows += [(i, j, served, item, key) for j, (item, key) in enumerate(zip(request.items, keys))]
         logits: dict[tuple[int, int], torch.Tensor] = {}
         groups: dict[tuple, list] = {}
